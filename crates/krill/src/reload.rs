@@ -1,0 +1,54 @@
+//! Reloading the API key and the TLS identity in a running server.
+//!
+//! A reload that finds a missing, unreadable or invalid file keeps what the
+//! server has and logs an ERROR naming the file: the server never falls
+//! back to accepting anything, or nothing.
+
+use crate::key::file as key_file;
+use crate::routes::AppState;
+use crate::settings::EtcLayout;
+use crate::tls::Identity;
+
+/// Rereads the key file; on failure the current key stays.
+pub fn reload_key(state: &AppState, layout: &EtcLayout) -> bool {
+    let path = layout.key_file();
+    match key_file::read(&path) {
+        Ok(key) => {
+            state.key.replace(key);
+            tracing::info!(file = %path.display(), "API key reloaded");
+            for warning in key_file::exposure_warnings(&path) {
+                tracing::warn!("{warning}");
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!("keeping the current API key: {e}");
+            false
+        }
+    }
+}
+
+/// Rereads certificate and private key; on failure the current pair stays.
+/// Established connections keep the certificate they were made with.
+pub fn reload_certs(state: &AppState, layout: &EtcLayout) -> bool {
+    let Some(slot) = &state.certs else {
+        return true;
+    };
+    match Identity::load(layout) {
+        Ok(identity) => {
+            slot.replace(identity);
+            tracing::info!(file = %layout.cert_file().display(), "TLS certificate reloaded");
+            true
+        }
+        Err(e) => {
+            tracing::error!("keeping the current TLS certificate: {e}");
+            false
+        }
+    }
+}
+
+/// What SIGHUP does: reload both.
+pub fn reload_all(state: &AppState, layout: &EtcLayout) {
+    reload_key(state, layout);
+    reload_certs(state, layout);
+}

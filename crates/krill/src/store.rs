@@ -1,0 +1,214 @@
+//! The node store: one SQLite database, `DATA_DIR/krill.db`.
+//!
+//! SQLite (bundled, so nothing to install) in WAL mode with
+//! `synchronous = FULL`: a transaction is on disk when `COMMIT` returns, so a
+//! 2xx answer to a write survives a crash of the process or the machine.
+//! All access goes through one connection behind a mutex; callers on the
+//! async runtime use [`Store::call`], which runs the work on the blocking
+//! pool.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags};
+use serde::{Deserialize, Serialize};
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "krill.db";
+
+/// The schema, applied in order; `PRAGMA user_version` records how many
+/// steps a database has seen.
+const MIGRATIONS: &[&str] = &["CREATE TABLE nodes (
+        id      TEXT PRIMARY KEY NOT NULL,
+        type    TEXT NOT NULL,
+        name    TEXT NOT NULL,
+        parent  TEXT REFERENCES nodes(id),
+        meta    TEXT NOT NULL,
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL
+    );
+    CREATE INDEX nodes_parent ON nodes(parent);
+    CREATE INDEX nodes_type ON nodes(type);
+    CREATE TABLE settings (
+        name  TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+    );"];
+
+/// Everything a client stores is a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub node_type: String,
+    pub name: String,
+    pub parent: Option<String>,
+    pub meta: serde_json::Value,
+    pub created: String,
+    pub updated: String,
+}
+
+/// A store operation failed.
+#[derive(Debug)]
+pub struct StoreError {
+    pub path: PathBuf,
+    /// `None` when the worker thread running the operation panicked.
+    pub source: Option<rusqlite::Error>,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the node store {} failed: {}; check that the data directory is \
+             writable by the krill user and the disk is not full",
+            self.path.display(),
+            match &self.source {
+                Some(e) => e.to_string(),
+                None => "the worker thread stopped unexpectedly".to_owned(),
+            }
+        )
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// A handle to the store, cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    path: Arc<PathBuf>,
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let path = data_dir.join(DB_FILE);
+        let error = |source| StoreError {
+            path: path.clone(),
+            source: Some(source),
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(&path, flags).map_err(error)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(error)?;
+        migrate(&mut conn).map_err(error)?;
+        Ok(Store {
+            path: Arc::new(path),
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `work` with the connection on the blocking thread pool.
+    pub async fn call<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        let joined = tokio::task::spawn_blocking(move || store.call_blocking(work)).await;
+        match joined {
+            Ok(result) => result,
+            Err(_) => Err(StoreError {
+                path: self.path.to_path_buf(),
+                source: None,
+            }),
+        }
+    }
+
+    /// Runs `work` with the connection on the current thread.
+    pub fn call_blocking<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut conn = match self.conn.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        work(&mut conn).map_err(|source| StoreError {
+            path: self.path.to_path_buf(),
+            source: Some(source),
+        })
+    }
+
+    /// Every node, ordered by id.
+    pub async fn list_nodes(&self) -> Result<Vec<Node>, StoreError> {
+        self.call(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, type, name, parent, meta, created, updated
+                 FROM nodes ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], node_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+}
+
+/// Builds a [`Node`] from a row selected as
+/// `id, type, name, parent, meta, created, updated`.
+pub fn node_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Node> {
+    let meta: String = row.get(4)?;
+    let meta = serde_json::from_str(&meta).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(Node {
+        id: row.get(0)?,
+        node_type: row.get(1)?,
+        name: row.get(2)?,
+        parent: row.get(3)?,
+        meta,
+        created: row.get(5)?,
+        updated: row.get(6)?,
+    })
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let done: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (step, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", step + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_new_store_is_empty_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.list_nodes().await.unwrap().is_empty());
+        store
+            .call(|c| {
+                c.execute(
+                    "INSERT INTO nodes VALUES ('a','KrillApp.Server','n',NULL,'{}','t','t')",
+                    [],
+                )
+            })
+            .await
+            .unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let nodes = store.list_nodes().await.unwrap();
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0].node_type, "KrillApp.Server");
+    }
+}
