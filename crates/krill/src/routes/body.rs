@@ -82,37 +82,26 @@ pub async fn read_json<T: DeserializeOwned>(
     parse_json(&bytes)
 }
 
-/// Parses `bytes` as `T`, naming the field at fault on error.
+/// Parses `bytes` as `T`: first as JSON (else `malformed_json`), then as
+/// the shape `T` wants (else `invalid_field`, naming the field).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = match serde_path_to_error::deserialize(&mut deserializer) {
-        Ok(value) => value,
-        Err(e) => {
-            let path = e.path().to_string();
-            return Err(json_error(&path, e.into_inner()));
-        }
-    };
-    // Content after the value is malformed too.
-    match deserializer.end() {
-        Ok(()) => Ok(value),
-        Err(e) => Err(json_error(".", e)),
-    }
-}
-
-fn json_error(path: &str, e: serde_json::Error) -> Response {
-    if !e.is_data() {
-        return error(
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        error(
             StatusCode::BAD_REQUEST,
             "malformed_json",
             format!("the body is not well-formed JSON: {e}"),
-        );
-    }
-    let message = if path == "." {
-        format!("the body does not have the expected shape: {e}")
-    } else {
-        format!("field `{path}`: {e}")
-    };
-    error(StatusCode::BAD_REQUEST, "invalid_field", message)
+        )
+    })?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if path == "." {
+            format!("the body does not have the expected shape: {inner}")
+        } else {
+            format!("field `{path}`: {inner}")
+        };
+        error(StatusCode::BAD_REQUEST, "invalid_field", message)
+    })
 }
 
 fn check_content_type(headers: &HeaderMap, accepted: &[&str]) -> Result<(), Response> {
