@@ -240,15 +240,17 @@ async fn listing_filters_by_parent_and_type_and_pages_with_a_cursor() {
     }
 }
 
-/// Each case: method, path, content type, body, status, error label.
-fn bad_requests() -> Vec<(
+/// One bad request: method, path, content type, body, status, error label.
+type BadRequest = (
     &'static str,
     String,
     &'static str,
     Vec<u8>,
     u16,
     &'static str,
-)> {
+);
+
+fn bad_requests() -> Vec<BadRequest> {
     let node = |v: Value| v.to_string().into_bytes();
     let deep = {
         let mut meta = json!(1);

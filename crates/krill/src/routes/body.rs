@@ -15,11 +15,10 @@ use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 
-use super::error;
+use super::ApiError;
 
 /// Largest request body accepted: 256 KiB.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -33,9 +32,9 @@ where
     S: Send + Sync,
     T: DeserializeOwned,
 {
-    type Rejection = Response;
+    type Rejection = ApiError;
 
-    async fn from_request(request: Request, _state: &S) -> Result<Self, Response> {
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
         read_json(request, &["application/json"])
             .await
             .map(JsonBody)
@@ -52,9 +51,9 @@ where
     S: Send + Sync,
     T: DeserializeOwned,
 {
-    type Rejection = Response;
+    type Rejection = ApiError;
 
-    async fn from_request(request: Request, _state: &S) -> Result<Self, Response> {
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
         read_json(
             request,
             &["application/json", "application/merge-patch+json"],
@@ -68,7 +67,7 @@ where
 pub async fn read_json<T: DeserializeOwned>(
     request: Request,
     accepted: &[&str],
-) -> Result<T, Response> {
+) -> Result<T, ApiError> {
     check_content_type(request.headers(), accepted)?;
     let declared = request
         .headers()
@@ -84,9 +83,9 @@ pub async fn read_json<T: DeserializeOwned>(
 
 /// Parses `bytes` as `T`: first as JSON (else `malformed_json`), then as
 /// the shape `T` wants (else `invalid_field`, naming the field).
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-        error(
+        ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
             format!("the body is not well-formed JSON: {e}"),
@@ -100,14 +99,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
         } else {
             format!("field `{path}`: {inner}")
         };
-        error(StatusCode::BAD_REQUEST, "invalid_field", message)
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", message)
     })
 }
 
-fn check_content_type(headers: &HeaderMap, accepted: &[&str]) -> Result<(), Response> {
+fn check_content_type(headers: &HeaderMap, accepted: &[&str]) -> Result<(), ApiError> {
     let wanted = accepted.join(" or ");
     let refuse = |what: &str| {
-        error(
+        ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             format!("{what}; send the body as JSON with `Content-Type: {wanted}`"),
@@ -134,11 +133,11 @@ fn check_content_type(headers: &HeaderMap, accepted: &[&str]) -> Result<(), Resp
     Ok(())
 }
 
-async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, Response> {
+async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes().to_vec()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(_) => Err(error(
+        Err(_) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "body_unreadable",
             "the request body could not be read to its end",
@@ -146,8 +145,8 @@ async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, Response> {
     }
 }
 
-fn too_large() -> Response {
-    error(
+fn too_large() -> ApiError {
+    ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
         format!("the body is larger than the limit of {MAX_BODY_BYTES} bytes"),
@@ -155,8 +154,8 @@ fn too_large() -> Response {
 }
 
 /// Maps a path extraction failure (e.g. invalid percent-encoding) to JSON.
-pub fn path_rejection(rejection: PathRejection) -> Response {
-    error(
+pub fn path_rejection(rejection: PathRejection) -> ApiError {
+    ApiError::new(
         StatusCode::BAD_REQUEST,
         "invalid_path",
         format!("the path could not be read: {}", rejection.body_text()),
@@ -164,8 +163,8 @@ pub fn path_rejection(rejection: PathRejection) -> Response {
 }
 
 /// Maps a query-string failure (unknown or repeated parameter) to JSON.
-pub fn query_rejection(rejection: QueryRejection) -> Response {
-    error(
+pub fn query_rejection(rejection: QueryRejection) -> ApiError {
+    ApiError::new(
         StatusCode::BAD_REQUEST,
         "invalid_query",
         format!(

@@ -2,17 +2,16 @@
 //! Secrets are never part of them.
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
 
 use super::body::MergePatch;
-use super::{error, store_failure, AppState};
+use super::{ApiError, AppState};
+use crate::config::Config;
 use crate::store::config as stored;
 
 /// `GET /api/config`: the current settings, every field present.
-pub async fn get(State(state): State<AppState>) -> Json<crate::config::Config> {
+pub async fn get(State(state): State<AppState>) -> Json<Config> {
     Json((*state.config.current()).clone())
 }
 
@@ -21,15 +20,14 @@ pub async fn get(State(state): State<AppState>) -> Json<crate::config::Config> {
 pub async fn patch(
     State(state): State<AppState>,
     MergePatch(patch): MergePatch<Value>,
-) -> Response {
+) -> Result<Json<Config>, ApiError> {
     let slot = state.config.clone();
     let result = state
         .store
         .call(move |c| stored::patch(c, &patch, |config| slot.replace(config.clone())))
-        .await;
+        .await?;
     match result {
-        Ok(Ok(config)) => Json(config).into_response(),
-        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, "invalid_config", e.to_string()),
-        Err(e) => store_failure(e),
+        Ok(config) => Ok(Json(config)),
+        Err(e) => Err(ApiError::bad_request("invalid_config", e.to_string())),
     }
 }

@@ -112,30 +112,64 @@ pub fn error(status: StatusCode, label: &str, message: impl Into<String>) -> Res
     (status, Json(body)).into_response()
 }
 
-async fn not_found() -> Response {
-    error(
+/// A refusal on its way to becoming an [`error`] answer; handlers and
+/// extractors return it with `?`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// Stable machine label, e.g. `malformed_json`.
+    pub label: &'static str,
+    /// One sentence saying what is wrong.
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, label: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            label,
+            message: message.into(),
+        }
+    }
+
+    /// A 400 with this label and message.
+    pub fn bad_request(label: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, label, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.status, self.label, self.message)
+    }
+}
+
+/// Store failures are the server's problem, not the client's: log the
+/// detail, answer 500 with a sentence that leaks nothing.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        tracing::error!(error = %e, "store operation failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage_error",
+            "the server could not read or write its store; the administrator can find \
+             the cause in the server log",
+        )
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
         "no such route; see the API documentation for the paths this server serves",
     )
 }
 
-async fn method_not_allowed() -> Response {
-    error(
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         "this path does not accept that method",
-    )
-}
-
-/// Store failures are the server's problem, not the client's: log the
-/// detail, answer 500 with a sentence that leaks nothing.
-pub fn store_failure(e: StoreError) -> Response {
-    tracing::error!(error = %e, "store operation failed");
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "storage_error",
-        "the server could not read or write its store; the administrator can find \
-         the cause in the server log",
     )
 }

@@ -15,8 +15,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::body::{path_rejection, query_rejection, JsonBody};
-use super::{error, store_failure, AppState};
+use super::{ApiError, AppState};
 use crate::store::nodes::{self, Listing, NodeFields, ParentFilter, Refusal};
+use crate::store::Node;
 
 /// Longest client-supplied id, in characters.
 pub const MAX_ID_CHARS: usize = 128;
@@ -73,23 +74,14 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Response {
-    let Query(query) = match query {
-        Ok(q) => q,
-        Err(rejection) => return query_rejection(rejection),
-    };
-    let listing = match listing(&query) {
-        Ok(l) => l,
-        Err(response) => return response,
-    };
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(query_rejection)?;
+    let listing = listing(&query)?;
     let page = listing.limit;
     // One more than asked says whether a next page exists.
     let mut probe = listing.clone();
     probe.limit = page + 1;
-    let mut found = match state.store.call(move |c| nodes::list(c, &probe)).await {
-        Ok(found) => found,
-        Err(e) => return store_failure(e),
-    };
+    let mut found = state.store.call(move |c| nodes::list(c, &probe)).await?;
     let more = found.len() > page;
     found.truncate(page);
     let mut response = Json(&found).into_response();
@@ -99,52 +91,38 @@ pub async fn list(
             response.headers_mut().insert(header::LINK, value);
         }
     }
-    response
+    Ok(response)
 }
 
 /// `POST /api/nodes`: creates a node; 201 with `Location`.
 pub async fn create(
     State(state): State<AppState>,
     JsonBody(input): JsonBody<NodeInput>,
-) -> Response {
-    let (id, fields) = match checked(input) {
-        Ok(checked) => checked,
-        Err(response) => return response,
-    };
+) -> Result<Response, ApiError> {
+    let (id, fields) = checked(input)?;
     let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let now = now();
-    let stored = {
-        let id = id.clone();
-        state
-            .store
-            .call(move |c| nodes::insert(c, &id, &fields, &now))
-            .await
-    };
-    match stored {
-        Ok(Ok(node)) => created(&node),
-        Ok(Err(refusal)) => refused(refusal),
-        Err(e) => store_failure(e),
-    }
+    let node = state
+        .store
+        .call(move |c| nodes::insert(c, &id, &fields, &now))
+        .await?
+        .map_err(refused)?;
+    Ok(created(&node))
 }
 
 /// `GET /api/nodes/{id}`.
 pub async fn get(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
-) -> Response {
-    let id = match path_id(id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
+) -> Result<Json<Node>, ApiError> {
+    let id = path_id(id)?;
     let found = {
         let id = id.clone();
-        state.store.call(move |c| nodes::get(c, &id)).await
+        state.store.call(move |c| nodes::get(c, &id)).await?
     };
-    match found {
-        Ok(Some(node)) => Json(node).into_response(),
-        Ok(None) => refused(Refusal::NotFound(id)),
-        Err(e) => store_failure(e),
-    }
+    found
+        .map(Json)
+        .ok_or_else(|| refused(Refusal::NotFound(id)))
 }
 
 /// `PUT /api/nodes/{id}`: replaces the node (200) or creates it (201).
@@ -152,53 +130,40 @@ pub async fn put(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
     JsonBody(input): JsonBody<NodeInput>,
-) -> Response {
-    let id = match path_id(id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    let (body_id, fields) = match checked(input) {
-        Ok(checked) => checked,
-        Err(response) => return response,
-    };
+) -> Result<Response, ApiError> {
+    let id = path_id(id)?;
+    let (body_id, fields) = checked(input)?;
     if body_id.as_ref().is_some_and(|body_id| *body_id != id) {
-        return error(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::bad_request(
             "id_mismatch",
             "the `id` in the body differs from the id in the path; leave it out or make them equal",
-        );
+        ));
     }
     let now = now();
-    match state
+    let (node, was_created) = state
         .store
         .call(move |c| nodes::put(c, &id, &fields, &now))
-        .await
-    {
-        Ok(Ok((node, true))) => created(&node),
-        Ok(Ok((node, false))) => Json(node).into_response(),
-        Ok(Err(refusal)) => refused(refusal),
-        Err(e) => store_failure(e),
-    }
+        .await?
+        .map_err(refused)?;
+    Ok(if was_created {
+        created(&node)
+    } else {
+        Json(node).into_response()
+    })
 }
 
 /// `DELETE /api/nodes/{id}`: the node and its whole subtree; 204.
 pub async fn delete(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
-) -> Response {
-    let id = match path_id(id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    match state
+) -> Result<StatusCode, ApiError> {
+    let id = path_id(id)?;
+    state
         .store
         .call(move |c| nodes::delete_subtree(c, &id))
-        .await
-    {
-        Ok(Ok(_)) => StatusCode::NO_CONTENT.into_response(),
-        Ok(Err(refusal)) => refused(refusal),
-        Err(e) => store_failure(e),
-    }
+        .await?
+        .map_err(refused)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// True when `id` is 1 to 128 characters of `[A-Za-z0-9._:-]`, and not
@@ -239,8 +204,8 @@ pub fn valid_type(node_type: &str) -> bool {
 
 /// Validates a node from a client: its id if it has one, and the fields
 /// to store.
-fn checked(input: NodeInput) -> Result<(Option<String>, NodeFields), Response> {
-    let bad = |label: &str, message: String| Err(error(StatusCode::BAD_REQUEST, label, message));
+fn checked(input: NodeInput) -> Result<(Option<String>, NodeFields), ApiError> {
+    let bad = |label: &'static str, message: String| Err(ApiError::bad_request(label, message));
     if let Some(id) = &input.id {
         if !valid_id(id) {
             return bad("invalid_id", id_rule("`id`"));
@@ -284,12 +249,12 @@ fn checked(input: NodeInput) -> Result<(Option<String>, NodeFields), Response> {
 
 /// `meta` must be a JSON object (absent or null means `{}`), at most
 /// [`MAX_META_DEPTH`] levels deep and [`MAX_META_BYTES`] serialized.
-fn checked_meta(meta: Option<Value>) -> Result<String, Response> {
+fn checked_meta(meta: Option<Value>) -> Result<String, ApiError> {
     let meta = match meta {
         None => return Ok("{}".to_owned()),
         Some(meta @ Value::Object(_)) => meta,
         Some(_) => {
-            return Err(error(
+            return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_meta",
                 "field `meta`: must be a JSON object",
@@ -297,7 +262,7 @@ fn checked_meta(meta: Option<Value>) -> Result<String, Response> {
         }
     };
     if depth(&meta) > MAX_META_DEPTH {
-        return Err(error(
+        return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "meta_too_deep",
             format!(
@@ -307,7 +272,7 @@ fn checked_meta(meta: Option<Value>) -> Result<String, Response> {
     }
     let serialized = meta.to_string();
     if serialized.len() > MAX_META_BYTES {
-        return Err(error(
+        return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "meta_too_large",
             format!("field `meta`: is larger than {MAX_META_BYTES} bytes as compact JSON"),
@@ -333,12 +298,12 @@ fn id_rule(what: &str) -> String {
     )
 }
 
-fn path_id(id: Result<Path<String>, PathRejection>) -> Result<String, Response> {
+fn path_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     let Path(id) = id.map_err(path_rejection)?;
     if valid_id(&id) {
         Ok(id)
     } else {
-        Err(error(
+        Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_id",
             id_rule("the id in the path"),
@@ -346,8 +311,8 @@ fn path_id(id: Result<Path<String>, PathRejection>) -> Result<String, Response> 
     }
 }
 
-fn listing(query: &ListQuery) -> Result<Listing, Response> {
-    let bad = |message: String| Err(error(StatusCode::BAD_REQUEST, "invalid_query", message));
+fn listing(query: &ListQuery) -> Result<Listing, ApiError> {
+    let bad = |message: String| Err(ApiError::bad_request("invalid_query", message));
     let parent = match query.parent.as_deref() {
         None => None,
         Some("") => Some(ParentFilter::Root),
@@ -400,7 +365,7 @@ fn next_link(listing: &Listing, last_id: &str) -> String {
     format!("<{url}>; rel=\"next\"")
 }
 
-fn created(node: &crate::store::Node) -> Response {
+fn created(node: &Node) -> Response {
     let location = format!("/api/nodes/{}", node.id);
     let mut response = (StatusCode::CREATED, Json(node)).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -409,14 +374,14 @@ fn created(node: &crate::store::Node) -> Response {
     response
 }
 
-fn refused(refusal: Refusal) -> Response {
+fn refused(refusal: Refusal) -> ApiError {
     match refusal {
-        Refusal::UnknownParent(parent) => error(
+        Refusal::UnknownParent(parent) => ApiError::new(
             StatusCode::BAD_REQUEST,
             "unknown_parent",
             format!("field `parent`: no node has the id `{parent}`; create the parent first"),
         ),
-        Refusal::Cycle { id, parent } => error(
+        Refusal::Cycle { id, parent } => ApiError::new(
             StatusCode::BAD_REQUEST,
             "parent_cycle",
             format!(
@@ -424,12 +389,12 @@ fn refused(refusal: Refusal) -> Response {
                  which would make a cycle"
             ),
         ),
-        Refusal::IdTaken(id) => error(
+        Refusal::IdTaken(id) => ApiError::new(
             StatusCode::CONFLICT,
             "id_taken",
             format!("a node with the id `{id}` exists; use PUT /api/nodes/{id} to replace it"),
         ),
-        Refusal::NotFound(id) => error(
+        Refusal::NotFound(id) => ApiError::new(
             StatusCode::NOT_FOUND,
             "node_not_found",
             format!("no node has the id `{id}`"),
