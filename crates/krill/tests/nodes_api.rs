@@ -768,3 +768,36 @@ async fn the_served_openapi_document_parses_and_lists_every_route_the_router_has
     }
     assert_eq!(doc["security"], json!([{"ApiKey": []}]));
 }
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_refused_with_413_while_reading() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let install = Install::new();
+    let server = install.start();
+    let key = install.key();
+    let mut tls = server.client().connect(&[b"http/1.1"]).await;
+    let head = format!(
+        "POST /api/nodes HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         X-API-Key: {key}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+    );
+    let mut request = head.into_bytes();
+    let chunk = vec![b' '; 64 * 1024];
+    for _ in 0..5 {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(&chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    // The server may answer and close before taking it all.
+    let _ = tls.write_all(&request).await;
+    let mut bytes = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        tls.read_to_end(&mut bytes),
+    )
+    .await;
+    let answer = support::complete_http1(&bytes).expect("a whole answer");
+    assert_eq!(answer.status, 413);
+    assert_eq!(answer.json()["error"], "payload_too_large");
+}

@@ -130,13 +130,37 @@ pub fn insert(
     if exists(&tx, id)? {
         return Ok(Err(Refusal::IdTaken(id.to_owned())));
     }
-    if let Some(refusal) = check_parent(&tx, id, fields.parent.as_deref())? {
+    if let Some(refusal) = check_parent(&tx, id, false, fields.parent.as_deref())? {
         return Ok(Err(refusal));
     }
     insert_row(&tx, id, fields, now)?;
     let node = stored(&tx, id)?;
     tx.commit()?;
     Ok(Ok(node))
+}
+
+/// Creates many nodes in one transaction (an import, a benchmark's
+/// fixture): all of them or, on the first refusal, none. A parent must
+/// come before its children. Returns how many were created.
+pub fn insert_batch<'a>(
+    conn: &mut Connection,
+    batch: impl IntoIterator<Item = (&'a str, &'a NodeFields)>,
+    now: &str,
+) -> rusqlite::Result<Result<usize, Refusal>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut count = 0;
+    for (id, fields) in batch {
+        if exists(&tx, id)? {
+            return Ok(Err(Refusal::IdTaken(id.to_owned())));
+        }
+        if let Some(refusal) = check_parent(&tx, id, false, fields.parent.as_deref())? {
+            return Ok(Err(refusal));
+        }
+        insert_row(&tx, id, fields, now)?;
+        count += 1;
+    }
+    tx.commit()?;
+    Ok(Ok(count))
 }
 
 /// Replaces the node with this id, or creates it. The `bool` is true when
@@ -148,10 +172,10 @@ pub fn put(
     now: &str,
 ) -> rusqlite::Result<Result<(Node, bool), Refusal>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if let Some(refusal) = check_parent(&tx, id, fields.parent.as_deref())? {
+    let created = !exists(&tx, id)?;
+    if let Some(refusal) = check_parent(&tx, id, !created, fields.parent.as_deref())? {
         return Ok(Err(refusal));
     }
-    let created = !exists(&tx, id)?;
     if created {
         insert_row(&tx, id, fields, now)?;
     } else {
@@ -226,10 +250,13 @@ fn insert_row(conn: &Connection, id: &str, fields: &NodeFields, now: &str) -> ru
 }
 
 /// `None` when `parent` may become the parent of `id`: it exists and is
-/// neither `id` nor below it.
+/// neither `id` nor below it. `id_exists` says whether `id` is already
+/// stored; a new node has no descendants, so only `parent == id` can be a
+/// cycle then.
 fn check_parent(
     conn: &Connection,
     id: &str,
+    id_exists: bool,
     parent: Option<&str>,
 ) -> rusqlite::Result<Option<Refusal>> {
     let Some(parent) = parent else {
@@ -244,6 +271,9 @@ fn check_parent(
     }
     if !exists(conn, parent)? {
         return Ok(Some(Refusal::UnknownParent(parent.to_owned())));
+    }
+    if !id_exists {
+        return Ok(None);
     }
     // Walk up from the new parent; meeting `id` on the way means `id`
     // would become its own ancestor. The tree has no cycles, so the walk
