@@ -801,3 +801,86 @@ async fn a_chunked_body_over_the_limit_is_refused_with_413_while_reading() {
     assert_eq!(answer.status, 413);
     assert_eq!(answer.json()["error"], "payload_too_large");
 }
+
+/// Mangled versions of good requests: whatever a client sends, the answer
+/// is a JSON 4xx or a success, never a 500 or plain text.
+#[tokio::test]
+async fn mangled_requests_never_get_a_500_or_plain_text() {
+    let install = Install::new();
+    let server = install.start();
+    let api = Api::new(&install, &server);
+    let seed = json!({"id": "base", "type": "KrillApp.X", "name": "n", "parent": null,
+                      "meta": {"a": [1, 2, {"b": "c"}], "d": null}});
+    assert_eq!(
+        api.call("POST", "/api/nodes", Some(&seed)).await.status,
+        201
+    );
+    let good = json!({"type": "KrillApp.X", "name": "n", "parent": "base", "meta": {"k": "v"}})
+        .to_string()
+        .into_bytes();
+    let config = br#"{"display_name": "x", "auth_throttle": {"max_failures": 3}}"#.to_vec();
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let targets = [
+        ("POST", "/api/nodes"),
+        ("PUT", "/api/nodes/fuzz"),
+        ("PATCH", "/api/config"),
+    ];
+    let noise = b"{}[]\",:0123456789.eE+-nulltruefalse \\\x00\xff\xc3";
+    for round in 0..150 {
+        let (method, path) = targets[round % targets.len()];
+        let mut body = if method == "PATCH" {
+            config.clone()
+        } else {
+            good.clone()
+        };
+        for _ in 0..1 + next() % 4 {
+            let at = (next() as usize) % body.len().max(1);
+            match next() % 3 {
+                0 if !body.is_empty() => {
+                    body.remove(at);
+                }
+                1 => body.insert(at, noise[(next() as usize) % noise.len()]),
+                _ => body.truncate(at),
+            }
+        }
+        let answer = api.raw(method, path, "application/json", &body).await;
+        let what = format!("{method} {path} {:?}", String::from_utf8_lossy(&body));
+        assert!(
+            answer.status < 500,
+            "{what}: {} {}",
+            answer.status,
+            answer.text()
+        );
+        if answer.status >= 400 {
+            assert_eq!(
+                answer.header("content-type"),
+                Some("application/json"),
+                "{what}"
+            );
+            assert!(answer.json()["error"].is_string(), "{what}");
+        }
+    }
+    for path in [
+        "/api/nodes/%00",
+        "/api/nodes/%C0%AF",
+        "/api/nodes?limit=-1",
+        "/api/nodes?limit=99999999999999999999999",
+        "/api/nodes?after=%FF",
+        "/api/nodes?type=a&type=b",
+        "/api/nodes?%zz",
+    ] {
+        let answer = api.call("GET", path, None).await;
+        assert!(
+            (400..500).contains(&answer.status),
+            "{path}: {}",
+            answer.status
+        );
+        assert!(answer.json()["error"].is_string(), "{path}");
+    }
+}

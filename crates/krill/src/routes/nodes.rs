@@ -335,12 +335,8 @@ fn listing(query: &ListQuery) -> Result<Listing, ApiError> {
             }
         },
     };
-    if query
-        .after
-        .as_ref()
-        .is_some_and(|after| after.len() > MAX_ID_CHARS)
-    {
-        return bad(format!("`after` must be at most {MAX_ID_CHARS} characters"));
+    if query.after.as_ref().is_some_and(|after| !valid_id(after)) {
+        return bad(id_rule("`after` (the last id of the previous page)"));
     }
     Ok(Listing {
         parent,
