@@ -329,6 +329,54 @@ impl TestClient {
         connector.connect(name, tcp).await.unwrap()
     }
 
+    /// One HTTP/1.1 request with a body, on a fresh connection. `None` when
+    /// the connection fails or ends before a whole answer arrived (a killed
+    /// server): only a complete answer counts as acknowledged.
+    pub async fn try_send(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Option<Answer> {
+        let tcp = TcpStream::connect(self.addr).await.ok()?;
+        let connector = TlsConnector::from(self.config(&[b"http/1.1"]));
+        let name = ServerName::try_from("localhost").ok()?;
+        let mut tls = connector.connect(name, tcp).await.ok()?;
+        let mut request = format!(
+            "{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Content-Length: {}\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        tls.write_all(request.as_bytes()).await.ok()?;
+        // A server may answer (413) and close before taking the whole
+        // body: a failed write still leaves its answer to read.
+        let _ = tls.write_all(body).await;
+        let mut bytes = Vec::new();
+        // What arrived before an error or the timeout is kept in `bytes`;
+        // only a whole answer counts.
+        let _ = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut bytes)).await;
+        complete_http1(&bytes)
+    }
+
+    /// As [`TestClient::try_send`], panicking when no whole answer came.
+    pub async fn send(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
+        match self.try_send(method, target, headers, body).await {
+            Some(answer) => answer,
+            None => panic!("no complete answer to {method} {target}"),
+        }
+    }
+
     /// The certificate the server presented in the handshake (DER).
     pub async fn handshake_certificate(&self) -> Vec<u8> {
         let tls = self.connect(&[b"http/1.1"]).await;
@@ -454,6 +502,26 @@ pub fn parse_http1(bytes: &[u8]) -> Answer {
         status,
         headers,
         body,
+    }
+}
+
+/// The answer in `bytes` if it is whole: a complete head and as many body
+/// bytes as its `Content-Length` says.
+pub fn complete_http1(bytes: &[u8]) -> Option<Answer> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    let head_len = match response.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => n,
+        _ => return None,
+    };
+    let length = response
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok());
+    match length {
+        Some(length) if bytes.len() - head_len < length => None,
+        _ => Some(parse_http1(bytes)),
     }
 }
 
