@@ -20,7 +20,7 @@ use nix::unistd::{Gid, Group, Uid, User};
 pub const SERVICE_USER: &str = "krill";
 
 /// Prefix of temporary files written next to their final name.
-const TEMP_MARK: &str = ".tmp-";
+pub const TEMP_MARK: &str = ".tmp-";
 
 /// Owner to give our files: `krill:krill` when we run as root and that user
 /// exists, otherwise `None` (files stay owned by whoever runs the command,

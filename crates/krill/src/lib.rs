@@ -4,11 +4,13 @@
 //! Where to find things:
 //! - [`auth`]: the rule deciding which requests need the key, and the 401.
 //! - [`key`]: the key's format and comparison; [`key::file`]: reading,
-//!   atomically replacing and shredding the key file.
+//!   atomically replacing and shredding the key file; [`key::commands`] and
+//!   [`key::check`]: the `krill key` commands.
 //! - [`tls`]: rustls configuration and certificate loading; [`cert`]:
 //!   generating the self-signed certificate.
 //! - [`routes`]: the HTTP handlers; [`store`]: the SQLite node store.
-//! - [`server`]: listener, connections, signals; [`reload`]: live reload.
+//! - [`server`]: listener, connections, signals; [`reload`]: live reload;
+//!   [`watch`]: noticing a changed key file; [`pidfile`]: finding the server.
 //! - [`init`], [`settings`], [`cli`]: setting up a host and configuration.
 
 pub mod access_log;
@@ -18,6 +20,7 @@ pub mod cli;
 pub mod fsutil;
 pub mod init;
 pub mod key;
+pub mod pidfile;
 pub mod reload;
 pub mod routes;
 pub mod server;
@@ -25,3 +28,4 @@ pub mod settings;
 pub mod slot;
 pub mod store;
 pub mod tls;
+pub mod watch;

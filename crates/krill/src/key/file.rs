@@ -100,21 +100,32 @@ impl std::error::Error for KeyFileError {}
 
 /// Reads and validates the key file at `path`.
 pub fn read(path: &Path) -> Result<ApiKey, KeyFileError> {
-    let error = |kind| KeyFileError {
+    let raw = read_raw(path)?;
+    parse(path, &raw)
+}
+
+/// Reads the key file's bytes without judging them (at most 64 KiB, regular
+/// files only). The bytes are wiped from memory when dropped.
+pub fn read_raw(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyFileError> {
+    let raw = fsutil::read_small_file(path, READ_LIMIT).map_err(|e| KeyFileError {
         path: path.to_owned(),
-        kind,
-    };
-    let raw = fsutil::read_small_file(path, READ_LIMIT).map_err(|e| {
-        error(match e.kind() {
+        kind: match e.kind() {
             io::ErrorKind::NotFound => KeyFileErrorKind::Missing,
             io::ErrorKind::PermissionDenied => KeyFileErrorKind::PermissionDenied,
             io::ErrorKind::InvalidInput => KeyFileErrorKind::NotRegularFile,
             io::ErrorKind::InvalidData => KeyFileErrorKind::TooLarge,
             _ => KeyFileErrorKind::Io(e),
-        })
+        },
     })?;
-    let raw = zeroize::Zeroizing::new(raw);
-    ApiKey::parse(&raw).map_err(|e| error(KeyFileErrorKind::Invalid(e)))
+    Ok(zeroize::Zeroizing::new(raw))
+}
+
+/// Validates bytes read from the key file at `path`.
+pub fn parse(path: &Path, raw: &[u8]) -> Result<ApiKey, KeyFileError> {
+    ApiKey::parse(raw).map_err(|e| KeyFileError {
+        path: path.to_owned(),
+        kind: KeyFileErrorKind::Invalid(e),
+    })
 }
 
 /// Writes `key` to `path` atomically with mode 0400 and the service owner.
@@ -147,6 +158,18 @@ pub fn replace(path: &Path, key: &ApiKey, owner: Option<Owner>) -> io::Result<()
 pub fn shred(path: &Path) -> io::Result<()> {
     shred_leftovers(path)?;
     fsutil::shred(path)
+}
+
+/// Names beside `path` that an interrupted [`replace`] or write left behind
+/// (hidden old-key names and temporaries). They may hold an old key.
+pub fn leftovers(path: &Path) -> io::Result<Vec<PathBuf>> {
+    let dir_exists = path.parent().is_some_and(Path::exists);
+    if !dir_exists {
+        return Ok(Vec::new());
+    }
+    let mut found = fsutil::stale_siblings(path, OLD_MARK)?;
+    found.extend(fsutil::stale_siblings(path, fsutil::TEMP_MARK)?);
+    Ok(found)
 }
 
 /// Shreds what an interrupted [`replace`] may have left beside `path`: old
