@@ -159,10 +159,11 @@ pub fn diagnose(layout: &EtcLayout, service: Option<Owner>) -> Vec<Problem> {
             ),
             KeyFileErrorKind::Invalid(format) => problem(
                 format!(
-                    "the API key file {} does not hold a valid key: it {format}",
+                    "the API key file {} does not hold a valid key: it {format} (to keep \
+                     a custom key instead, pipe it into `sudo krill key set{etc} -`)",
                     file.display()
                 ),
-                format!("sudo krill key generate{etc}  (or: sudo krill key set{etc} -)"),
+                format!("sudo krill key generate{etc}"),
             ),
             KeyFileErrorKind::TooLarge => problem(
                 format!(
