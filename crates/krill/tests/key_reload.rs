@@ -176,7 +176,8 @@ async fn a_broken_key_file_keeps_the_current_key_and_logs_an_error_naming_it() {
     let key = install.key();
     let path = install.key_path().display().to_string();
 
-    let breakages: [(&str, fn(&Install)); 5] = [
+    type Breakage = fn(&Install);
+    let breakages: [(&str, Breakage); 5] = [
         ("empty", |i| i.write_key_file(b"")),
         ("whitespace only", |i| i.write_key_file(b" \n\t\n")),
         ("random bytes", |i| {
