@@ -180,8 +180,20 @@ pub fn shred_leftovers(path: &Path) -> io::Result<usize> {
         return Ok(0);
     }
     let mut count = fsutil::remove_stale_temporaries(path)?;
+    let live = fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()));
     for old in fsutil::stale_siblings(path, OLD_MARK)? {
-        fsutil::shred(&old)?;
+        // A crash between linking the old key to its hidden name and the
+        // rename leaves that name on the *live* inode: overwriting it would
+        // destroy the current key, so only the extra name goes.
+        let same_inode = fs::symlink_metadata(&old)
+            .ok()
+            .is_some_and(|m| Some((m.dev(), m.ino())) == live);
+        if same_inode {
+            fs::remove_file(&old)?;
+            fsutil::sync_parent(&old)?;
+        } else {
+            fsutil::shred(&old)?;
+        }
         count += 1;
     }
     Ok(count)
@@ -255,6 +267,19 @@ mod tests {
         fs::set_permissions(&stale, fs::Permissions::from_mode(0o400)).unwrap();
         replace(&path, &ApiKey::generate(), None).unwrap();
         assert!(!stale.exists());
+    }
+
+    #[test]
+    fn a_hidden_name_left_on_the_live_key_is_unlinked_not_shredded() {
+        // A crash after `replace` linked the old key to its hidden name but
+        // before the rename leaves both names on the current key.
+        let (dir, path) = temp_key_path();
+        let key = ApiKey::generate();
+        replace(&path, &key, None).unwrap();
+        fs::hard_link(&path, dir.path().join(".api_key.old-feedface")).unwrap();
+        assert_eq!(shred_leftovers(&path).unwrap(), 1);
+        assert!(read(&path).unwrap().matches(key.expose().as_bytes()));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
