@@ -137,6 +137,7 @@ pub fn replace(path: &Path, key: &ApiKey, owner: Option<Owner>) -> io::Result<()
         Ok(meta) if meta.is_file() => {
             let old = fsutil::sibling(path, OLD_MARK);
             fs::hard_link(path, &old)?;
+            fsutil::crash::point("old-linked");
             Some(old)
         }
         _ => None,
@@ -148,6 +149,7 @@ pub fn replace(path: &Path, key: &ApiKey, owner: Option<Owner>) -> io::Result<()
         }
         return Err(e);
     }
+    fsutil::crash::point("new-in-place");
     match old {
         Some(old) => fsutil::shred(&old),
         None => Ok(()),
@@ -280,6 +282,50 @@ mod tests {
         assert_eq!(shred_leftovers(&path).unwrap(), 1);
         assert!(read(&path).unwrap().matches(key.expose().as_bytes()));
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// Every step of a replacement, in order; the rename is where the new
+    /// key takes over.
+    const CRASH_POINTS: [(&str, bool); 8] = [
+        ("old-linked", false),
+        ("temp-created", false),
+        ("temp-written", false),
+        ("temp-synced", false),
+        ("temp-final-mode", false),
+        ("renamed", true),
+        ("new-in-place", true),
+        ("overwritten", true),
+    ];
+
+    #[test]
+    fn a_crash_at_any_step_of_replace_leaves_the_whole_old_or_new_key() {
+        for (point, new_expected) in CRASH_POINTS {
+            let (dir, path) = temp_key_path();
+            let old = ApiKey::generate();
+            replace(&path, &old, None).unwrap();
+            let new = ApiKey::generate();
+
+            crate::fsutil::crash::arm(Some(point));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                replace(&path, &new, None)
+            }));
+            crate::fsutil::crash::arm(None);
+            assert!(outcome.is_err(), "{point} was never reached");
+
+            let now = read(&path).unwrap();
+            let (is_old, is_new) = (
+                now.matches(old.expose().as_bytes()),
+                now.matches(new.expose().as_bytes()),
+            );
+            assert!(is_new == new_expected && is_old != new_expected, "{point}");
+            assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o400);
+
+            // The next replacement cleans up whatever the crash left.
+            let third = ApiKey::generate();
+            replace(&path, &third, None).unwrap();
+            assert!(read(&path).unwrap().matches(third.expose().as_bytes()));
+            assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "{point}");
+        }
     }
 
     #[test]
