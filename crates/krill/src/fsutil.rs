@@ -224,7 +224,7 @@ pub fn remove_stale_temporaries(path: &Path) -> io::Result<usize> {
 /// This is best effort: on journaling file systems (ext4 `data=journal`),
 /// copy-on-write file systems (btrfs, ZFS), and flash storage with wear
 /// levelling (SD cards, SSDs), the old bytes can survive in blocks the file
-/// no longer points to. See the README's "Secure deletion" section.
+/// no longer points to. See "Secure deletion" in `docs/keys.md`.
 pub fn shred(path: &Path) -> io::Result<()> {
     let meta = fs::symlink_metadata(path)?;
     if !meta.is_file() {

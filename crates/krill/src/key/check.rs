@@ -193,12 +193,16 @@ pub fn diagnose(layout: &EtcLayout, service: Option<Owner>) -> Vec<Problem> {
             } else {
                 format!("sudo chmod o+x {}", shell_quote(&blocker))
             };
+            let why = if blocker == file {
+                "its mode and owner do not allow it".to_owned()
+            } else {
+                format!("it may not enter {}", blocker.display())
+            };
             problem(
                 format!(
-                    "the {SERVICE_USER} user cannot read {} ({} stops it), so the server \
-                     will not start",
+                    "the {SERVICE_USER} user cannot read {} ({why}), so the server will \
+                     not start",
                     file.display(),
-                    blocker.display()
                 ),
                 fix,
             );
