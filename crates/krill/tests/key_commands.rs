@@ -374,3 +374,44 @@ fn generate_creates_the_directory_on_a_fresh_host() {
     assert_eq!(mode(&install.etc.join("credentials")), 0o700);
     assert!(install.key().len() == 36);
 }
+
+#[test]
+fn a_key_typed_on_a_terminal_is_not_echoed() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+
+    let install = Install::new();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let mut child = install
+        .krill(&["key", "set"])
+        .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(pty.slave);
+
+    // The prompt comes once echo is off; then type the key.
+    let mut stderr = child.stderr.take().unwrap();
+    let mut prompt = Vec::new();
+    let mut byte = [0u8; 1];
+    while !prompt.ends_with(b"Enter: ") {
+        assert_eq!(stderr.read(&mut byte).unwrap(), 1, "no prompt");
+        prompt.push(byte[0]);
+    }
+    let mut master = fs::File::from(pty.master);
+    master.write_all(format!("{STRONG}\n").as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(install.key() == STRONG, "the typed key was not installed");
+
+    // Whatever the terminal showed: nothing of the key.
+    let fd = master.as_raw_fd();
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
+    let mut shown = Vec::new();
+    let _ = master.read_to_end(&mut shown);
+    assert_no_secret(&String::from_utf8_lossy(&shown), STRONG, "terminal");
+}

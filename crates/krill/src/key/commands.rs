@@ -245,9 +245,13 @@ fn read_stdin() -> Result<Zeroizing<Vec<u8>>> {
     let stdin = io::stdin();
     let mut raw = Zeroizing::new(Vec::new());
     let result = if stdin.is_terminal() {
-        eprint!("Type the new API key (it will be visible as you type), then Enter: ");
         let mut line = Zeroizing::new(String::new());
-        let read = stdin.lock().read_line(&mut line);
+        let read = without_echo(|| {
+            // Prompt only once echo is off.
+            eprint!("Type the new API key (not shown), then Enter: ");
+            stdin.lock().read_line(&mut line)
+        });
+        eprintln!();
         raw.extend_from_slice(line.as_bytes());
         read.map(|_| ())
     } else {
@@ -266,6 +270,23 @@ fn read_stdin() -> Result<Zeroizing<Vec<u8>>> {
         ));
     }
     Ok(raw)
+}
+
+/// Runs `read` with the terminal's echo off, so a typed key is not shown,
+/// and restores the terminal afterwards. If echo cannot be turned off (not
+/// a real terminal), reads anyway.
+fn without_echo<T>(read: impl FnOnce() -> T) -> T {
+    use nix::sys::termios::{self, LocalFlags, SetArg};
+    let stdin = io::stdin();
+    let Ok(saved) = termios::tcgetattr(&stdin) else {
+        return read();
+    };
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    let _ = termios::tcsetattr(&stdin, SetArg::TCSANOW, &quiet);
+    let result = read();
+    let _ = termios::tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+    result
 }
 
 /// Asks the server named by the pid file to reload, and says what happened.
