@@ -39,191 +39,201 @@ impl fmt::Display for Problem {
 /// account `service` (normally [`Owner::service_account`]). Empty when the
 /// key is healthy.
 pub fn diagnose(layout: &EtcLayout, service: Option<Owner>) -> Vec<Problem> {
-    let dir = layout.credentials_dir();
-    let file = layout.key_file();
-    let q_dir = shell_quote(&dir);
-    let q_file = shell_quote(&file);
-    let etc = etc_flag(layout);
-    let mut problems = Vec::new();
-    let mut problem = |what: String, fix: String| problems.push(Problem { what, fix });
-
-    // The directory.
-    let dir_meta = match fs::symlink_metadata(&dir) {
-        Ok(meta) if meta.is_dir() => meta,
-        Ok(_) => {
-            problem(
-                format!("{} is not a directory", dir.display()),
-                format!("sudo rm {q_dir} && sudo krill key generate{etc}"),
-            );
-            return problems;
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            problem(
-                format!(
-                    "the credentials directory {} is missing, and with it the key file",
-                    dir.display()
-                ),
-                format!("sudo krill key generate{etc}"),
-            );
-            return problems;
-        }
-        Err(e) => {
-            problem(
-                format!("cannot inspect {}: {e}", dir.display()),
-                format!("sudo krill key check{etc}"),
-            );
-            return problems;
-        }
+    let mut check = Checker {
+        dir: layout.credentials_dir(),
+        file: layout.key_file(),
+        etc: etc_flag(layout),
+        service,
+        problems: Vec::new(),
     };
-    let dir_mode = dir_meta.mode() & 0o7777;
-    if dir_mode != CREDENTIALS_DIR_MODE {
-        problem(
-            format!(
-                "the directory {} has mode {dir_mode:04o}, expected {CREDENTIALS_DIR_MODE:04o}",
-                dir.display()
-            ),
-            format!("sudo chmod {CREDENTIALS_DIR_MODE:04o} {q_dir}"),
-        );
+    // A missing or odd directory or file makes the later checks moot.
+    if let Some(dir_meta) = check.entry(true) {
+        check.mode_and_owner(&dir_meta, true);
+        if let Some(file_meta) = check.entry(false) {
+            check.mode_and_owner(&file_meta, false);
+            check.content();
+            check.service_access();
+            check.leftovers();
+        }
     }
-    if let Some(owner) = service {
-        if !owned_by(&dir_meta, owner) {
-            problem(
-                format!(
-                    "the directory {} is owned by {}, expected {SERVICE_USER}:{SERVICE_USER}",
-                    dir.display(),
-                    owner_name(&dir_meta)
-                ),
-                format!("sudo chown {SERVICE_USER}:{SERVICE_USER} {q_dir}"),
-            );
+    check.problems
+}
+
+/// The state of one `diagnose` run.
+struct Checker {
+    dir: PathBuf,
+    file: PathBuf,
+    /// ` --etc-dir DIR` for printed commands, or nothing for the default.
+    etc: String,
+    service: Option<Owner>,
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn problem(&mut self, what: String, fix: String) {
+        self.problems.push(Problem { what, fix });
+    }
+
+    fn path(&self, is_dir: bool) -> &Path {
+        if is_dir {
+            &self.dir
+        } else {
+            &self.file
         }
     }
 
-    // The file itself.
-    let file_meta = match fs::symlink_metadata(&file) {
-        Ok(meta) if meta.is_file() => meta,
-        Ok(_) => {
-            problem(
-                format!("{} is not a regular file", file.display()),
-                format!("sudo rm -r {q_file} && sudo krill key generate{etc}"),
-            );
-            return problems;
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            problem(
-                format!("the API key file {} is missing", file.display()),
-                format!("sudo krill key generate{etc}"),
-            );
-            return problems;
-        }
-        Err(e) => {
-            problem(
-                format!("cannot inspect {}: {e}", file.display()),
-                format!("sudo krill key check{etc}"),
-            );
-            return problems;
-        }
-    };
-    let file_mode = file_meta.mode() & 0o7777;
-    if file_mode != KEY_FILE_MODE {
-        problem(
-            format!(
-                "the API key file {} has mode {file_mode:04o}, expected {KEY_FILE_MODE:04o}",
-                file.display()
-            ),
-            format!("sudo chmod {KEY_FILE_MODE:04o} {q_file}"),
-        );
-    }
-    if let Some(owner) = service {
-        if !owned_by(&file_meta, owner) {
-            problem(
-                format!(
-                    "the API key file {} is owned by {}, expected {SERVICE_USER}:{SERVICE_USER}",
-                    file.display(),
-                    owner_name(&file_meta)
-                ),
-                format!("sudo chown {SERVICE_USER}:{SERVICE_USER} {q_file}"),
-            );
+    /// The directory's or file's metadata, or `None` after recording why
+    /// it is missing or not what it should be.
+    fn entry(&mut self, is_dir: bool) -> Option<fs::Metadata> {
+        let path = self.path(is_dir).to_owned();
+        let etc = self.etc.clone();
+        let generate = format!("sudo krill key generate{etc}");
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() == is_dir && (is_dir || meta.is_file()) => Some(meta),
+            Ok(_) => {
+                let kind = if is_dir {
+                    "a directory"
+                } else {
+                    "a regular file"
+                };
+                self.problem(
+                    format!("{} is not {kind}", path.display()),
+                    format!("sudo rm -r {} && {generate}", shell_quote(&path)),
+                );
+                None
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let what = if is_dir {
+                    format!(
+                        "the credentials directory {} is missing, and with it the key file",
+                        path.display()
+                    )
+                } else {
+                    format!("the API key file {} is missing", path.display())
+                };
+                self.problem(what, generate);
+                None
+            }
+            Err(e) => {
+                self.problem(
+                    format!("cannot inspect {}: {e}", path.display()),
+                    format!("sudo krill key check{etc}"),
+                );
+                None
+            }
         }
     }
 
-    // The content.
-    match key_file::read(&file) {
-        Ok(_) => {}
-        Err(e) => match e.kind {
-            KeyFileErrorKind::Invalid(KeyFormatError::Empty) => problem(
+    /// Exact mode, and owner where the service account exists.
+    fn mode_and_owner(&mut self, meta: &fs::Metadata, is_dir: bool) {
+        let path = self.path(is_dir).to_owned();
+        let quoted = shell_quote(&path);
+        let (what, wanted) = if is_dir {
+            ("the directory", CREDENTIALS_DIR_MODE)
+        } else {
+            ("the API key file", KEY_FILE_MODE)
+        };
+        let mode = meta.mode() & 0o7777;
+        if mode != wanted {
+            self.problem(
                 format!(
-                    "the API key file {} is empty (or holds only whitespace)",
-                    file.display()
+                    "{what} {} has mode {mode:04o}, expected {wanted:04o}",
+                    path.display()
                 ),
-                format!("sudo krill key generate{etc}"),
+                format!("sudo chmod {wanted:04o} {quoted}"),
+            );
+        }
+        if let Some(owner) = self.service {
+            if !owned_by(meta, owner) {
+                self.problem(
+                    format!(
+                        "{what} {} is owned by {}, expected {SERVICE_USER}:{SERVICE_USER}",
+                        path.display(),
+                        owner_name(meta)
+                    ),
+                    format!("sudo chown {SERVICE_USER}:{SERVICE_USER} {quoted}"),
+                );
+            }
+        }
+    }
+
+    /// The key itself: empty, oversized or breaking the format rules.
+    fn content(&mut self) {
+        let Err(e) = key_file::read(&self.file) else {
+            return;
+        };
+        let (file, etc) = (self.file.display().to_string(), self.etc.clone());
+        let generate = format!("sudo krill key generate{etc}");
+        match e.kind {
+            KeyFileErrorKind::Invalid(KeyFormatError::Empty) => self.problem(
+                format!("the API key file {file} is empty (or holds only whitespace)"),
+                generate,
             ),
-            KeyFileErrorKind::Invalid(format) => problem(
+            KeyFileErrorKind::Invalid(format) => self.problem(
                 format!(
-                    "the API key file {} does not hold a valid key: it {format} (to keep \
-                     a custom key instead, pipe it into `sudo krill key set{etc} -`)",
-                    file.display()
+                    "the API key file {file} does not hold a valid key: it {format} (to \
+                     keep a custom key instead, pipe it into `sudo krill key set{etc} -`)"
                 ),
-                format!("sudo krill key generate{etc}"),
+                generate,
             ),
-            KeyFileErrorKind::TooLarge => problem(
-                format!(
-                    "the API key file {} is far too large to be a key",
-                    file.display()
-                ),
-                format!("sudo krill key generate{etc}"),
+            KeyFileErrorKind::TooLarge => self.problem(
+                format!("the API key file {file} is far too large to be a key"),
+                generate,
             ),
-            KeyFileErrorKind::PermissionDenied => problem(
+            KeyFileErrorKind::PermissionDenied => self.problem(
                 format!(
-                    "cannot read {} as user {}: permission denied, so the key could not be \
-                     checked",
-                    file.display(),
+                    "cannot read {file} as user {}: permission denied, so the key could \
+                     not be checked",
                     Uid::effective()
                 ),
                 format!("sudo krill key check{etc}"),
             ),
-            _ => problem(e.to_string(), format!("sudo krill key check{etc}")),
-        },
-    }
-
-    // Can the service user reach it?
-    if let Some(owner) = service {
-        if let Some(blocker) = unreadable_for(owner, &file) {
-            let fix = if blocker == file || blocker == dir {
-                format!("sudo krill key fix-permissions{etc}")
-            } else {
-                format!("sudo chmod o+x {}", shell_quote(&blocker))
-            };
-            let why = if blocker == file {
-                "its mode and owner do not allow it".to_owned()
-            } else {
-                format!("it may not enter {}", blocker.display())
-            };
-            problem(
-                format!(
-                    "the {SERVICE_USER} user cannot read {} ({why}), so the server will \
-                     not start",
-                    file.display(),
-                ),
-                fix,
-            );
+            _ => self.problem(e.to_string(), format!("sudo krill key check{etc}")),
         }
     }
 
-    // Leftovers of an interrupted replacement may hold an old key.
-    if let Ok(found) = key_file::leftovers(&file) {
-        if !found.is_empty() {
-            problem(
+    /// Whether the service user can reach and read the file.
+    fn service_access(&mut self) {
+        let Some(owner) = self.service else {
+            return;
+        };
+        let Some(blocker) = unreadable_for(owner, &self.file) else {
+            return;
+        };
+        let fix = if blocker == self.file || blocker == self.dir {
+            format!("sudo krill key fix-permissions{}", self.etc)
+        } else {
+            format!("sudo chmod o+x {}", shell_quote(&blocker))
+        };
+        let why = if blocker == self.file {
+            "its mode and owner do not allow it".to_owned()
+        } else {
+            format!("it may not enter {}", blocker.display())
+        };
+        self.problem(
+            format!(
+                "the {SERVICE_USER} user cannot read {} ({why}), so the server will not \
+                 start",
+                self.file.display(),
+            ),
+            fix,
+        );
+    }
+
+    /// Leftovers of an interrupted replacement, which may hold an old key.
+    fn leftovers(&mut self) {
+        let count = key_file::leftovers(&self.file).map_or(0, |found| found.len());
+        if count > 0 {
+            self.problem(
                 format!(
-                    "{} leftover file(s) from an interrupted key change in {} may hold an \
-                     old key",
-                    found.len(),
-                    dir.display()
+                    "{count} leftover file(s) from an interrupted key change in {} may \
+                     hold an old key",
+                    self.dir.display()
                 ),
-                format!("sudo krill key fix-permissions{etc}"),
+                format!("sudo krill key fix-permissions{}", self.etc),
             );
         }
     }
-    problems
 }
 
 /// What [`fix_permissions`] changed, one line each.
