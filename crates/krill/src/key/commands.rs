@@ -217,7 +217,11 @@ fn install(layout: &EtcLayout, key: &ApiKey) -> Result<()> {
         .and_then(|_| fsutil::ensure_dir(&dir, CREDENTIALS_DIR_MODE, owner))
         .map_err(|e| write_error(&dir, &e))?;
     let path = layout.key_file();
-    key_file::replace(&path, key, owner).map_err(|e| write_error(&path, &e))
+    key_file::replace(&path, key, owner).map_err(|e| write_error(&path, &e))?;
+    for warning in key_file::exposure_warnings(&path) {
+        eprintln!("krill: warning: {warning}");
+    }
+    Ok(())
 }
 
 fn write_error(path: &Path, e: &io::Error) -> KeyCommandError {
@@ -227,7 +231,7 @@ fn write_error(path: &Path, e: &io::Error) -> KeyCommandError {
         "check the disk, then run `krill key check`"
     };
     KeyCommandError(format!(
-        "cannot change {}: {e}; nothing was half-written; {hint}",
+        "cannot change {}: {e}; no file was left half-written; {hint}",
         shell_quote(path)
     ))
 }

@@ -150,10 +150,17 @@ pub fn replace(path: &Path, key: &ApiKey, owner: Option<Owner>) -> io::Result<()
         return Err(e);
     }
     fsutil::crash::point("new-in-place");
-    match old {
-        Some(old) => fsutil::shred(&old),
-        None => Ok(()),
-    }
+    let Some(old) = old else {
+        return Ok(());
+    };
+    fsutil::shred(&old).map_err(|e| {
+        // At least drop the hidden name; the next key command retries.
+        let _ = fs::remove_file(&old);
+        io::Error::new(
+            e.kind(),
+            format!("the new key is in place, but overwriting the old key's bytes failed: {e}"),
+        )
+    })
 }
 
 /// Overwrites the key file with random bytes and removes it.
