@@ -210,7 +210,11 @@ async fn a_broken_key_file_keeps_the_current_key_and_logs_an_error_naming_it() {
         install.write_key_file(format!("{key}\n").as_bytes());
     }
     // A broken state that lasts is reported once, not four times a second.
-    install.write_key_file(b"");
+    // (Renamed over the key in one step, so no transient state is seen.)
+    let staged = install.dir.path().join("staged-empty");
+    fs::write(&staged, b"").unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    fs::rename(&staged, install.key_path()).unwrap();
     let errors = count(&server.logs(), "ERROR");
     wait_for_more(&server, "ERROR", errors, Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(1200));
