@@ -14,11 +14,15 @@ use crate::failure::Failure;
 
 const EXIT_STATUSES: &str = "\
 Exit status:
-  0 success                      5 API key refused (401) or none given
-  1 local problem (files, trust declined)  6 not found (404)
-  2 wrong command line           7 request refused (other 4xx)
-  3 server unreachable           8 server error (5xx) or unreadable answer
-  4 certificate not pinned or not the pinned one";
+  0  success
+  1  local problem (profiles, key or pin file; trust declined)
+  2  wrong command line
+  3  server unreachable
+  4  no pinned certificate, or the server presents another one
+  5  API key refused (401), or none given
+  6  not found (404)
+  7  request refused as invalid (other 4xx)
+  8  server error (5xx) or unreadable answer";
 
 /// Command-line client for Krill servers: trust a server's certificate
 /// once, then read and change nodes with its API key.
@@ -36,7 +40,7 @@ pub struct Cli {
 
     /// The API key itself. Other users can see command lines: prefer
     /// --api-key-file or KRILL_API_KEY.
-    #[arg(long, global = true, value_name = "KEY", hide_env_values = true)]
+    #[arg(long, global = true, value_name = "KEY")]
     api_key: Option<String>,
 
     /// Profile from profiles.toml in the config directory (default:
