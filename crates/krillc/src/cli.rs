@@ -163,23 +163,17 @@ async fn run(cli: Cli) -> Result<String, Failure> {
         Format::Human
     };
     let config_dir = config::config_dir(cli.config_dir.as_deref())?;
-    let selection = Selection {
-        server: cli.server.as_deref(),
-        api_key_file: cli.api_key_file.as_deref(),
-        api_key: cli.api_key.as_deref(),
-        profile: cli.profile.as_deref(),
-    };
     let trust_url = match &cli.command {
         Command::Trust(args) => args.url.as_deref(),
         _ => None,
     };
-    // `trust` needs no key; it takes the URL as an argument.
-    let needs_key = !matches!(cli.command, Command::Trust(_) | Command::Health);
+    // `trust` takes the URL as an argument; it and `health` send no key.
     let selection = Selection {
-        server: trust_url.or(selection.server),
-        api_key_file: selection.api_key_file.filter(|_| needs_key),
-        api_key: selection.api_key.filter(|_| needs_key),
-        profile: selection.profile,
+        server: trust_url.or(cli.server.as_deref()),
+        api_key_file: cli.api_key_file.as_deref(),
+        api_key: cli.api_key.as_deref(),
+        profile: cli.profile.as_deref(),
+        want_key: !matches!(cli.command, Command::Trust(_) | Command::Health),
     };
     let resolved = config::resolve(&selection, config_dir)?;
     match cli.command {

@@ -104,12 +104,15 @@ impl ProfilesFile {
 }
 
 /// The command-line values that select server and key.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Selection<'a> {
     pub server: Option<&'a str>,
     pub api_key_file: Option<&'a Path>,
     pub api_key: Option<&'a str>,
     pub profile: Option<&'a str>,
+    /// False for commands that send no key (`trust`, `health`): the key
+    /// is then not looked up at all.
+    pub want_key: bool,
 }
 
 /// Where the key came from, for messages (never the key itself).
@@ -201,7 +204,9 @@ pub fn resolve(selection: &Selection<'_>, config_dir: PathBuf) -> Result<Resolve
             .and_then(|p| p.api_key_file.as_deref())
             .map(|f| expand(f, &config_dir))
     };
-    let key = if selection.api_key_file.is_some() && selection.api_key.is_some() {
+    let key = if !selection.want_key {
+        None
+    } else if selection.api_key_file.is_some() && selection.api_key.is_some() {
         return Err(Failure::Usage(
             "--api-key-file and --api-key both give a key; pass only one".into(),
         ));
