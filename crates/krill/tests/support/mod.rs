@@ -102,9 +102,16 @@ impl Install {
     /// Replaces the key file's bytes as an admin's shell would (no atomic
     /// rename; mode kept writable for the test).
     pub fn write_key_file(&self, bytes: &[u8]) {
+        use std::os::unix::fs::MetadataExt;
         let path = self.key_path();
+        // Keep the owner, as `tee` into the existing file would (it matters
+        // where a `krill` user exists and `init` gave the file to it).
+        let owner = fs::metadata(&path).ok().map(|m| (m.uid(), m.gid()));
         let _ = fs::remove_file(&path);
         fs::write(&path, bytes).unwrap();
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+        }
     }
 
     /// Starts `krill serve` on 127.0.0.1 with a free port and waits until
@@ -246,6 +253,22 @@ impl TestServer {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Raises the failed-key threshold so a test that sends many wrong keys
+    /// on purpose is not throttled (`PATCH /api/config`).
+    pub async fn relax_throttle(&self, key: &str) {
+        let body = br#"{"auth_throttle": {"max_failures": 10000}}"#;
+        let answer = self
+            .client()
+            .h2(
+                "PATCH",
+                "/api/config",
+                &[("x-api-key", key), ("content-type", "application/json")],
+                body,
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
     }
 
     /// A client trusting only this server's certificate.
