@@ -83,6 +83,11 @@ impl Install {
         cmd
     }
 
+    /// Writes `ETC_DIR/krill.toml`.
+    pub fn write_settings(&self, toml: &str) {
+        fs::write(self.etc.join("krill.toml"), toml).unwrap();
+    }
+
     pub fn key_path(&self) -> PathBuf {
         self.etc.join("credentials/api_key")
     }
@@ -354,6 +359,40 @@ impl TestClient {
     /// Opens a TLS connection offering the given ALPN protocols.
     pub async fn connect(&self, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
         let tcp = TcpStream::connect(self.addr).await.unwrap();
+        self.handshake(tcp, alpn).await
+    }
+
+    /// Opens a TLS connection from another loopback address (e.g.
+    /// 127.0.0.2), so the server sees a different client.
+    pub async fn connect_from(
+        &self,
+        local: std::net::IpAddr,
+        alpn: &[&[u8]],
+    ) -> TlsStream<TcpStream> {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(local, 0)).unwrap();
+        let tcp = socket.connect(self.addr).await.unwrap();
+        self.handshake(tcp, alpn).await
+    }
+
+    /// An HTTP/1.1 request sent from another loopback address.
+    pub async fn h1_from(
+        &self,
+        local: std::net::IpAddr,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut tls = self.connect_from(local, &[b"http/1.1"]).await;
+        tls.write_all(request_head(method, target, headers).as_bytes())
+            .await
+            .unwrap();
+        let mut bytes = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut bytes)).await;
+        parse_http1(&bytes)
+    }
+
+    async fn handshake(&self, tcp: TcpStream, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
         let connector = TlsConnector::from(self.config(alpn));
         let name = ServerName::try_from("localhost").unwrap();
         connector.connect(name, tcp).await.unwrap()
@@ -426,13 +465,8 @@ impl TestClient {
 
     /// An HTTP/1.1 request with the exact request target `target`.
     pub async fn h1(&self, method: &str, target: &str, headers: &[(&str, &str)]) -> Answer {
-        let mut request =
-            format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        self.raw(request.as_bytes()).await
+        self.raw(request_head(method, target, headers).as_bytes())
+            .await
     }
 
     /// GET over HTTP/1.1.
@@ -489,6 +523,17 @@ impl TestClient {
             body,
         }
     }
+}
+
+/// An HTTP/1.1 request head with `Connection: close`.
+pub fn request_head(method: &str, target: &str, headers: &[(&str, &str)]) -> String {
+    let mut request =
+        format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request
 }
 
 /// Parses one HTTP/1.1 response (head, then a Content-Length or
