@@ -884,3 +884,63 @@ async fn mangled_requests_never_get_a_500_or_plain_text() {
         assert!(answer.json()["error"].is_string(), "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_cached_listing_shows_every_write_at_once() {
+    let install = Install::new();
+    let server = install.start();
+    let key = install.key();
+    let client = server.client();
+    let json = [
+        ("x-api-key", key.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let names = |answer: &support::Answer| -> Vec<String> {
+        answer
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for round in 0..20 {
+        // Warm the cache, then write, then read again at once.
+        let before = client.h2("GET", "/api/nodes", &json[..1], b"").await;
+        client.h2("GET", "/api/nodes", &json[..1], b"").await;
+        let body = format!(r#"{{"id":"n{round}","type":"KrillApp.DataPoint","name":"v0"}}"#);
+        assert_eq!(
+            client
+                .h2("POST", "/api/nodes", &json, body.as_bytes())
+                .await
+                .status,
+            201
+        );
+        let after = client.h2("GET", "/api/nodes", &json[..1], b"").await;
+        assert_eq!(
+            names(&after).len(),
+            names(&before).len() + 1,
+            "round {round}"
+        );
+
+        let body = format!(r#"{{"id":"n{round}","type":"KrillApp.DataPoint","name":"v1"}}"#);
+        let path = format!("/api/nodes/n{round}");
+        assert_eq!(
+            client.h2("PUT", &path, &json, body.as_bytes()).await.status,
+            200
+        );
+        let renamed = client.h2("GET", "/api/nodes", &json[..1], b"").await;
+        assert_eq!(
+            names(&renamed).iter().filter(|n| *n == "v1").count(),
+            1,
+            "round {round}"
+        );
+
+        assert_eq!(
+            client.h2("DELETE", &path, &json[..1], b"").await.status,
+            204
+        );
+        let gone = client.h2("GET", "/api/nodes", &json[..1], b"").await;
+        assert_eq!(names(&gone).len(), names(&before).len(), "round {round}");
+    }
+}

@@ -6,7 +6,7 @@
 //! The rules are documented for users in `docs/api.md`.
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::body::{path_rejection, query_rejection, JsonBody};
 use super::{ApiError, AppState};
+use crate::store::cache::Page;
 use crate::store::nodes::{self, Listing, NodeFields, ParentFilter, Refusal};
 use crate::store::Node;
 
@@ -73,25 +74,55 @@ pub struct ListQuery {
 /// with `rel="next"` points at the next page when there is one.
 pub async fn list(
     State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(query_rejection)?;
     let listing = listing(&query)?;
+    let key = raw.unwrap_or_default();
+    let generation = state.store.generation();
+    if let Some(page) = state.store.pages.get(&key, generation) {
+        return Ok(page_response(page));
+    }
     let page = listing.limit;
     // One more than asked says whether a next page exists.
     let mut probe = listing.clone();
     probe.limit = page + 1;
-    let mut found = state.store.call(move |c| nodes::list(c, &probe)).await?;
+    let mut found = state.store.read(move |c| nodes::list(c, &probe)).await?;
     let more = found.len() > page;
     found.truncate(page);
-    let mut response = Json(&found).into_response();
-    if let (true, Some(last)) = (more, found.last()) {
-        let link = next_link(&listing, &last.id);
-        if let Ok(value) = HeaderValue::from_str(&link) {
-            response.headers_mut().insert(header::LINK, value);
-        }
+    let body = serde_json::to_vec(&found).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            format!("the page could not be written as JSON: {e}"),
+        )
+    })?;
+    let link = match (more, found.last()) {
+        (true, Some(last)) => Some(next_link(&listing, &last.id)),
+        _ => None,
+    };
+    let page = Page {
+        body: body.into(),
+        link,
+    };
+    state.store.pages.put(&key, generation, page.clone());
+    Ok(page_response(page))
+}
+
+fn page_response(page: Page) -> Response {
+    let mut response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        page.body,
+    )
+        .into_response();
+    if let Some(value) = page.link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LINK, value);
     }
-    Ok(response)
+    response
 }
 
 /// `POST /api/nodes`: creates a node; 201 with `Location`.
@@ -118,7 +149,7 @@ pub async fn get(
     let id = path_id(id)?;
     let found = {
         let id = id.clone();
-        state.store.call(move |c| nodes::get(c, &id)).await?
+        state.store.read(move |c| nodes::get(c, &id)).await?
     };
     found
         .map(Json)

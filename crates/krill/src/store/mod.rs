@@ -13,8 +13,12 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::sync::Semaphore;
+
+pub mod cache;
 pub mod config;
 pub mod nodes;
 
@@ -81,11 +85,28 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 /// A handle to the store, cheap to clone.
+///
+/// One connection writes; a few read-only connections read, in parallel
+/// with each other and with a write (WAL lets readers see the last commit
+/// while a transaction is open). Callers wait for a free connection on an
+/// async semaphore *before* taking a blocking thread, so a burst of
+/// requests queues as cheap tasks instead of piling threads onto a lock.
 #[derive(Clone)]
 pub struct Store {
     path: Arc<PathBuf>,
-    conn: Arc<Mutex<Connection>>,
+    writer: Arc<Mutex<Connection>>,
+    writer_turn: Arc<Semaphore>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    reader_turns: Arc<Semaphore>,
+    /// Bumped after every use of the writing connection (see
+    /// [`cache`]).
+    generation: Arc<AtomicU64>,
+    /// Serialized listing pages, valid for one generation.
+    pub pages: Arc<cache::PageCache>,
 }
+
+/// Read-only connections kept open.
+const READERS: usize = 2;
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -113,42 +134,100 @@ impl Store {
         )
         .map_err(error)?;
         migrate(&mut conn).map_err(error)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let reader = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(error)?;
+            reader
+                .execute_batch("PRAGMA busy_timeout = 5000;")
+                .map_err(error)?;
+            readers.push(Mutex::new(reader));
+        }
         Ok(Store {
             path: Arc::new(path),
-            conn: Arc::new(Mutex::new(conn)),
+            writer: Arc::new(Mutex::new(conn)),
+            writer_turn: Arc::new(Semaphore::new(1)),
+            readers: Arc::new(readers),
+            reader_turns: Arc::new(Semaphore::new(READERS)),
+            generation: Arc::new(AtomicU64::new(0)),
+            pages: Arc::new(cache::PageCache::default()),
         })
     }
 
-    /// Runs `work` with the connection on the blocking thread pool.
+    /// Runs a read-only `work` on one of the read connections, on the
+    /// blocking thread pool. Sees every write acknowledged before it began.
+    pub async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let Ok(_turn) = self.reader_turns.acquire().await else {
+            return Err(self.failed(None));
+        };
+        let store = self.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            // A permit guarantees a free reader; find it.
+            let conn = store
+                .readers
+                .iter()
+                .find_map(|r| r.try_lock().ok())
+                .unwrap_or_else(|| lock(&store.readers[0]));
+            work(&conn).map_err(|e| store.failed(Some(e)))
+        })
+        .await;
+        joined.unwrap_or_else(|_| Err(self.failed(None)))
+    }
+
+    fn failed(&self, source: Option<rusqlite::Error>) -> StoreError {
+        StoreError {
+            path: self.path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Runs `work` with the writing connection on the blocking thread pool.
     pub async fn call<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        let Ok(_turn) = self.writer_turn.acquire().await else {
+            return Err(self.failed(None));
+        };
         let store = self.clone();
         let joined = tokio::task::spawn_blocking(move || store.call_blocking(work)).await;
-        match joined {
-            Ok(result) => result,
-            Err(_) => Err(StoreError {
-                path: self.path.to_path_buf(),
-                source: None,
-            }),
-        }
+        joined.unwrap_or_else(|_| Err(self.failed(None)))
     }
 
-    /// Runs `work` with the connection on the current thread.
+    /// Runs `work` with the writing connection on the current thread.
     pub fn call_blocking<T>(
         &self,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let mut conn = match self.conn.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        work(&mut conn).map_err(|source| StoreError {
-            path: self.path.to_path_buf(),
-            source: Some(source),
-        })
+        let mut conn = lock(&self.writer);
+        let result = work(&mut conn).map_err(|source| self.failed(Some(source)));
+        // Whatever it did is committed (or rolled back) by now: pages read
+        // before this point are stale.
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        result
+    }
+
+    /// The current generation: read it *before* a query whose result is
+    /// cached.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+}
+
+/// Locks a connection; a panic in another holder leaves it usable (SQLite
+/// rolls back an unfinished transaction when the next one begins).
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    match conn.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
