@@ -317,11 +317,17 @@ fn key_headers(rng: &mut Rng, key: &str, variant: KeyVariant) -> Vec<(Vec<u8>, V
             let len = rng.below(k.len());
             vec![named(k[..len].to_vec(), rng)]
         }
-        KeyVariant::UpperCased => vec![named(key.to_ascii_uppercase().into_bytes(), rng)],
+        // A key without lower-case letters has no upper-cased variant.
+        KeyVariant::UpperCased if key.bytes().any(|b| b.is_ascii_lowercase()) => {
+            vec![named(key.to_ascii_uppercase().into_bytes(), rng)]
+        }
+        KeyVariant::UpperCased => vec![],
         KeyVariant::OddBytes => {
             let mut v = k;
             let odd: &[u8] = b"\x80\xa0\xc3\xff\x01\x7f\t \x00";
-            let at = rng.below(v.len() + 1);
+            // Inside the value: HTTP drops spaces and tabs at its ends, so
+            // inserted there they would make the right key.
+            let at = 1 + rng.below(v.len() - 1);
             let bytes = rng.some_bytes(1, 3, odd);
             v.splice(at..at, bytes);
             vec![named(v, rng)]
