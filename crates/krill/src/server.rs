@@ -157,6 +157,7 @@ impl Server {
             .local_addr()
             .map_err(|e| ServeError::Bind(options.listen, e))?;
         tracing::info!(address = %local, tls = acceptor.is_some(), "listening");
+        notify_service_manager(sd_notify::NotifyState::Ready);
 
         let shared = Arc::new(Shared {
             router: routes::router(state.clone()),
@@ -189,6 +190,7 @@ impl Server {
         }
 
         drop(listener);
+        notify_service_manager(sd_notify::NotifyState::Stopping);
         tracing::info!("stopping: no new connections, finishing requests in flight");
         tokio::select! {
             () = graceful.shutdown() => tracing::info!("stopped"),
@@ -197,6 +199,16 @@ impl Server {
             }
         }
         Ok(())
+    }
+}
+
+/// Tells systemd (`Type=notify` in `krill.service`) about a state change.
+/// Does nothing when `NOTIFY_SOCKET` is unset, i.e. outside systemd. A
+/// failed notification is logged, not fatal: systemd then times the start
+/// out, which says more than a server that refuses to run.
+fn notify_service_manager(state: sd_notify::NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(false, &[state]) {
+        tracing::warn!(error = %e, "cannot notify systemd (NOTIFY_SOCKET)");
     }
 }
 
