@@ -108,6 +108,11 @@ pub fn generate(names: &[String]) -> Result<GeneratedCert, CertError> {
     })
 }
 
+/// Checks every name before anything is written.
+pub fn validate_names(names: &[String]) -> Result<(), CertError> {
+    names.iter().try_for_each(|n| san(n).map(drop))
+}
+
 fn san(name: &str) -> Result<rcgen::SanType, CertError> {
     if let Ok(ip) = name.parse::<std::net::IpAddr>() {
         return Ok(rcgen::SanType::IpAddress(ip));
@@ -137,6 +142,8 @@ pub fn write(
     generated: &GeneratedCert,
     owner: Option<Owner>,
 ) -> Result<(), CertError> {
+    let certs_dir = layout.certs_dir();
+    let _lock = fsutil::lock_dir(&certs_dir).map_err(|e| CertError::Write(certs_dir.clone(), e))?;
     let key_path = layout.cert_key_file();
     fsutil::write_atomically(
         &key_path,

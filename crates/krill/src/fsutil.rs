@@ -19,6 +19,28 @@ use nix::unistd::{Gid, Group, Uid, User};
 /// The system user the service runs as.
 pub const SERVICE_USER: &str = "krill";
 
+/// An exclusive `flock` on a directory, held until dropped. Every command
+/// that writes or removes files in a directory of ours takes it, so two
+/// commands run at once (two `krill init`, `init` beside `key generate`)
+/// take turns instead of clobbering each other's temporaries.
+pub struct DirLock {
+    _lock: nix::fcntl::Flock<File>,
+}
+
+impl std::fmt::Debug for DirLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DirLock")
+    }
+}
+
+/// Waits for, then takes, the exclusive lock on directory `dir`.
+pub fn lock_dir(dir: &Path) -> io::Result<DirLock> {
+    let handle = File::open(dir)?;
+    nix::fcntl::Flock::lock(handle, nix::fcntl::FlockArg::LockExclusive)
+        .map(|lock| DirLock { _lock: lock })
+        .map_err(|(_, errno)| io::Error::from(errno))
+}
+
 /// Prefix of temporary files written next to their final name.
 const TEMP_MARK: &str = ".tmp-";
 

@@ -28,6 +28,8 @@ pub struct Step {
 #[derive(Debug, Default)]
 pub struct Report {
     pub steps: Vec<Step>,
+    /// Things the user asked for that this run did not do, and why.
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -51,6 +53,9 @@ impl fmt::Display for Report {
         if self.unchanged() {
             writeln!(f, "nothing to do: everything was already in place")?;
         }
+        for note in &self.notes {
+            writeln!(f, "note: {note}")?;
+        }
         Ok(())
     }
 }
@@ -65,10 +70,15 @@ pub enum InitError {
 impl fmt::Display for InitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            InitError::Io(path, e) if e.raw_os_error() == Some(libc::ENOSPC) => write!(
+                f,
+                "cannot create {}: the disk is full; free some space and run `krill init` again",
+                path.display()
+            ),
             InitError::Io(path, e) => write!(
                 f,
-                "cannot create {}: {e}; check the parent directory's permissions (for \
-                 /etc/krill and /var/lib/krill, run as root)",
+                "cannot create {}: {e}; check that its parent directory exists and is \
+                 writable (for /etc/krill and /var/lib/krill, run as root)",
                 path.display()
             ),
             InitError::Cert(e) => e.fmt(f),
@@ -80,6 +90,9 @@ impl std::error::Error for InitError {}
 
 /// Creates what is missing of the layout and the data directory.
 pub fn run(layout: &EtcLayout, data_dir: &Path, hostnames: &[String]) -> Result<Report, InitError> {
+    // Refuse bad names before creating anything.
+    let names = cert::subject_names(hostnames);
+    cert::validate_names(&names).map_err(InitError::Cert)?;
     let owner = Owner::for_service_files();
     let mut report = Report::default();
     let mut dir = |path: &Path, mode: u32, owner: Option<Owner>, what: &'static str| {
@@ -93,6 +106,10 @@ pub fn run(layout: &EtcLayout, data_dir: &Path, hostnames: &[String]) -> Result<
         Ok::<(), InitError>(())
     };
     dir(&layout.root, ETC_DIR_MODE, None, "configuration dir")?;
+    // One init at a time: deciding "missing" and creating must not
+    // interleave with another run's.
+    let _lock =
+        fsutil::lock_dir(&layout.root).map_err(|e| InitError::Io(layout.root.clone(), e))?;
     dir(
         &layout.credentials_dir(),
         CREDENTIALS_DIR_MODE,
@@ -123,7 +140,6 @@ pub fn run(layout: &EtcLayout, data_dir: &Path, hostnames: &[String]) -> Result<
     // missing half means a new pair.
     let cert_created = !exists(&layout.cert_file()) || !exists(&layout.cert_key_file());
     if cert_created {
-        let names = cert::subject_names(hostnames);
         let generated = cert::generate(&names).map_err(InitError::Cert)?;
         cert::write(layout, &generated, owner).map_err(InitError::Cert)?;
     }
@@ -132,6 +148,13 @@ pub fn run(layout: &EtcLayout, data_dir: &Path, hostnames: &[String]) -> Result<
         what: "TLS certificate",
         created: cert_created,
     });
+    if !cert_created && !hostnames.is_empty() {
+        report.notes.push(
+            "the existing certificate was kept, so --hostname changed nothing; make a new \
+             one with these names with `krill cert generate --force --hostname NAME`"
+                .to_owned(),
+        );
+    }
     Ok(report)
 }
 
@@ -143,6 +166,42 @@ fn exists(path: &Path) -> bool {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_bad_hostname_is_refused_before_anything_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = EtcLayout::new(dir.path().join("etc"));
+        let err = run(&layout, &dir.path().join("data"), &["bad host".into()]).unwrap_err();
+        assert!(err.to_string().contains("bad host"));
+        assert!(!layout.root.exists());
+    }
+
+    #[test]
+    fn concurrent_runs_leave_one_valid_key_and_a_matching_certificate() {
+        for _ in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let layout = EtcLayout::new(dir.path().join("etc"));
+            let data = dir.path().join("data");
+            std::thread::scope(|s| {
+                let runs: Vec<_> = (0..6)
+                    .map(|_| s.spawn(|| run(&layout, &data, &[])))
+                    .collect();
+                let created = runs
+                    .into_iter()
+                    .map(|r| r.join().unwrap().unwrap().created_key())
+                    .filter(|c| *c)
+                    .count();
+                assert_eq!(created, 1);
+            });
+            assert_eq!(std::fs::metadata(layout.key_file()).unwrap().len(), 37);
+            crate::key::file::read(&layout.key_file()).unwrap();
+            crate::tls::Identity::load(&layout).unwrap();
+            assert_eq!(
+                std::fs::read_dir(layout.credentials_dir()).unwrap().count(),
+                1
+            );
+        }
+    }
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().mode() & 0o7777
@@ -166,6 +225,8 @@ mod tests {
         let cert_before = std::fs::read(layout.cert_file()).unwrap();
         let second = run(&layout, &data, &[]).unwrap();
         assert!(second.unchanged());
+        let third = run(&layout, &data, &["krill.home.arpa".into()]).unwrap();
+        assert!(third.to_string().contains("--hostname changed nothing"));
         assert!(second.to_string().contains("nothing to do"));
         assert_eq!(std::fs::read(layout.key_file()).unwrap(), key_before);
         assert_eq!(std::fs::read(layout.cert_file()).unwrap(), cert_before);

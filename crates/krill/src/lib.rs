@@ -7,7 +7,8 @@
 //!   atomically replacing and shredding the key file.
 //! - [`tls`]: rustls configuration and certificate loading; [`cert`]:
 //!   generating the self-signed certificate.
-//! - [`routes`]: the HTTP handlers; [`store`]: the SQLite node store.
+//! - [`routes`]: the HTTP handlers; [`store`]: the SQLite node store;
+//!   [`config`]: the runtime settings behind `/api/config`.
 //! - [`server`]: listener, connections, signals; [`reload`]: live reload.
 //! - [`init`], [`settings`], [`cli`]: setting up a host and configuration.
 
@@ -15,13 +16,16 @@ pub mod access_log;
 pub mod auth;
 pub mod cert;
 pub mod cli;
+pub mod config;
 pub mod fsutil;
 pub mod init;
 pub mod key;
+pub mod metrics;
 pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod settings;
 pub mod slot;
 pub mod store;
+pub mod throttle;
 pub mod tls;

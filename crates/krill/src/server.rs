@@ -27,6 +27,7 @@ use crate::key::file::{self as key_file, KeyFileError};
 use crate::routes::{self, AppState};
 use crate::settings::EtcLayout;
 use crate::slot::Slot;
+use crate::store::config as store_config;
 use crate::store::{Store, StoreError};
 use crate::tls::{self, CertSlot, Identity, TlsError};
 use crate::{access_log, reload};
@@ -124,11 +125,15 @@ impl Server {
         };
 
         let store = Store::open(&options.data_dir).map_err(ServeError::Store)?;
+        let config = store
+            .call_blocking(|c| store_config::load(c))
+            .map_err(ServeError::Store)?;
         let listener = listen(options.listen, options.listen_is_default).await?;
         let state = AppState {
             key: Arc::new(Slot::new(key)),
             certs,
             store,
+            config: Arc::new(Slot::new(config)),
             started: Instant::now(),
         };
         Ok(Server {

@@ -18,6 +18,9 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/krill";
 /// Default listen address: every IPv6 and (dual-stack) IPv4 address.
 pub const DEFAULT_LISTEN: &str = "[::]:8442";
 
+/// The most we read of `krill.toml`.
+const SETTINGS_READ_LIMIT: usize = 1024 * 1024;
+
 /// The file layout under the configuration directory (SPEC §3).
 #[derive(Debug, Clone)]
 pub struct EtcLayout {
@@ -96,12 +99,24 @@ impl SettingsFile {
             path: path.clone(),
             detail,
         };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
+        // Read like the key file: a FIFO or device here must not block.
+        let bytes = match crate::fsutil::read_small_file(&path, SETTINGS_READ_LIMIT) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(SettingsFile::default()),
             Err(e) => return Err(error(e.to_string())),
         };
-        toml::from_str(&text).map_err(|e| error(e.message().to_owned()))
+        let text = String::from_utf8(bytes).map_err(|_| error("it is not UTF-8 text".into()))?;
+        let file: SettingsFile = toml::from_str(&text)
+            .map_err(|e| error(e.to_string().trim_end().replace('\n', " ")))?;
+        if let Some(dir) = &file.data_dir {
+            if !dir.is_absolute() {
+                return Err(error(format!(
+                    "data_dir = {dir:?} is not an absolute path (write it as /var/lib/krill, \
+                     not relative to wherever the server happens to start)"
+                )));
+            }
+        }
+        Ok(file)
     }
 }
 
@@ -124,6 +139,26 @@ mod tests {
         let err = SettingsFile::load(&layout).unwrap_err().to_string();
         assert!(err.contains("krill.toml"), "{err}");
         assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn data_dir_in_the_file_must_be_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = EtcLayout::new(dir.path());
+        for value in ["\"\"", "\"data\""] {
+            std::fs::write(layout.settings_file(), format!("data_dir = {value}\n")).unwrap();
+            let err = SettingsFile::load(&layout).unwrap_err().to_string();
+            assert!(err.contains("absolute"), "{err}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_give_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = EtcLayout::new(dir.path());
+        std::fs::write(layout.settings_file(), "tls = true\nlisten = [\n").unwrap();
+        let err = SettingsFile::load(&layout).unwrap_err().to_string();
+        assert!(err.contains("line 2") || err.contains("2:"), "{err}");
     }
 
     #[test]

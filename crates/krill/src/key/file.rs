@@ -121,6 +121,7 @@ pub fn read(path: &Path) -> Result<ApiKey, KeyFileError> {
 /// If a key file was there, its bytes are overwritten with random data once
 /// the new key is safely in place.
 pub fn replace(path: &Path, key: &ApiKey, owner: Option<Owner>) -> io::Result<()> {
+    let _lock = fsutil::lock_dir(parent_of(path))?;
     shred_leftovers(path)?;
     let old = match fs::symlink_metadata(path) {
         Ok(meta) if meta.is_file() => {
@@ -145,12 +146,21 @@ pub fn replace(path: &Path, key: &ApiKey, owner: Option<Owner>) -> io::Result<()
 
 /// Overwrites the key file with random bytes and removes it.
 pub fn shred(path: &Path) -> io::Result<()> {
+    let _lock = fsutil::lock_dir(parent_of(path))?;
     shred_leftovers(path)?;
     fsutil::shred(path)
 }
 
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 /// Shreds what an interrupted [`replace`] may have left beside `path`: old
-/// keys under their hidden second name and unfinished temporaries.
+/// keys under their hidden second name and unfinished temporaries. Callers
+/// hold the directory's lock, so no other writer's temporary is live.
 pub fn shred_leftovers(path: &Path) -> io::Result<usize> {
     let dir_exists = path.parent().is_some_and(Path::exists);
     if !dir_exists {

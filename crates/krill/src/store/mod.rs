@@ -6,10 +6,17 @@
 //! All access goes through one connection behind a mutex; callers on the
 //! async runtime use [`Store::call`], which runs the work on the blocking
 //! pool.
+//!
+//! [`nodes`] holds the node queries and the tree rules (parents exist, no
+//! cycles, subtree deletion); [`config`] holds the server's runtime
+//! settings (`GET`/`PATCH /api/config`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+pub mod config;
+pub mod nodes;
 
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
@@ -27,9 +34,9 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE nodes (
         meta    TEXT NOT NULL,
         created TEXT NOT NULL,
         updated TEXT NOT NULL
-    );
-    CREATE INDEX nodes_parent ON nodes(parent);
-    CREATE INDEX nodes_type ON nodes(type);
+    ) WITHOUT ROWID;
+    CREATE INDEX nodes_parent ON nodes(parent, id);
+    CREATE INDEX nodes_type ON nodes(type, id);
     CREATE TABLE settings (
         name  TEXT PRIMARY KEY NOT NULL,
         value TEXT NOT NULL
@@ -143,19 +150,6 @@ impl Store {
             source: Some(source),
         })
     }
-
-    /// Every node, ordered by id.
-    pub async fn list_nodes(&self) -> Result<Vec<Node>, StoreError> {
-        self.call(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT id, type, name, parent, meta, created, updated
-                 FROM nodes ORDER BY id",
-            )?;
-            let rows = stmt.query_map([], node_from_row)?;
-            rows.collect()
-        })
-        .await
-    }
 }
 
 /// Builds a [`Node`] from a row selected as
@@ -195,7 +189,12 @@ mod tests {
     async fn a_new_store_is_empty_and_reopens() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        assert!(store.list_nodes().await.unwrap().is_empty());
+        let all = nodes::Listing::default();
+        let list = move |s: &Store| {
+            let all = all.clone();
+            s.call_blocking(move |c| nodes::list(c, &all)).unwrap()
+        };
+        assert!(list(&store).is_empty());
         store
             .call(|c| {
                 c.execute(
@@ -207,7 +206,7 @@ mod tests {
             .unwrap();
         drop(store);
         let store = Store::open(dir.path()).unwrap();
-        let nodes = store.list_nodes().await.unwrap();
+        let nodes = list(&store);
         assert_eq!(nodes.len(), 1);
         assert_eq!(nodes[0].node_type, "KrillApp.Server");
     }
