@@ -4,17 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
-fn krill(etc: &Path, data: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_krill"));
-    cmd.arg("--etc-dir").arg(etc).arg("--data-dir").arg(data);
-    cmd.env_remove("NOTIFY_SOCKET");
-    cmd
-}
+use support::Install;
 
 fn receive(socket: &UnixDatagram) -> String {
     let mut buf = [0u8; 256];
@@ -35,23 +31,15 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn server_notifies_systemd_when_ready_and_when_stopping() {
-    let dir = tempfile::tempdir().unwrap();
-    let (etc, data) = (dir.path().join("etc"), dir.path().join("data"));
-    let init = krill(&etc, &data)
-        .arg("init")
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(init.success());
-
-    let socket_path = dir.path().join("notify.sock");
+    let install = Install::new();
+    let socket_path = install.dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
 
-    let child = krill(&etc, &data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+    let child = install
+        .krill(&["serve", "--listen", "127.0.0.1:0"])
         .env("NOTIFY_SOCKET", &socket_path)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
