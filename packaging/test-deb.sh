@@ -142,6 +142,9 @@ dpkg_do() {
     done
 }
 
+user_exists() { getent passwd krill >/dev/null; }
+group_exists() { getent group krill >/dev/null; }
+
 reconfigure() { dpkg-reconfigure -f noninteractive krill >>"$DPKG_LOG" 2>&1; }
 
 # --- facts about files -------------------------------------------------
@@ -196,7 +199,7 @@ static_checks() {
 
     say "lintian $DEB1"
     lintian --fail-on error "$DEB1" >"$WORK/lintian.log" 2>&1 || true
-    sed 's/^/  lintian: /' "$WORK/lintian.log"
+    grep -v 'running with root privileges' "$WORK/lintian.log" | sed 's/^/  lintian: /' || true
     check "lintian reports no error" bash -c "! grep -q '^E:' '$WORK/lintian.log'"
     check "lintian reports no warning that is not overridden" \
         bash -c "! grep -q '^W:' '$WORK/lintian.log'"
@@ -299,12 +302,12 @@ serve_and_curl() {
 first_install() {
     say "first install of $V1"
     check "dpkg -i succeeds without a running systemd" dpkg_do -i "$DEB1"
-    check "the krill user exists" getent passwd krill
+    check "the krill user exists" user_exists
     check "the krill user has no login shell" \
         test "$(getent passwd krill | cut -d: -f7)" = /usr/sbin/nologin
     check "the krill user is a system user" \
         test "$(id -u krill)" -lt 1000
-    check "the krill group exists" getent group krill
+    check "the krill group exists" group_exists
     key_layout_is_exact
     check "no home files for krill (only krill.db* in $DATA)" \
         bash -c "! find '$DATA' -mindepth 1 -name '.*' | grep -q ."
