@@ -42,6 +42,45 @@ enum Command {
     Init(InitArgs),
     /// Serve the HTTPS API.
     Serve(ServeArgs),
+    /// Manage the API key (ETC_DIR/credentials/api_key).
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Write a new random key, replacing the old one (its bytes overwritten);
+    /// prints the new key.
+    Generate,
+    /// Print the key (needs read access to the key file).
+    Show,
+    /// Generate a new key and tell the running server to reload it; prints
+    /// the new key.
+    Rotate,
+    /// Install a custom key, read from standard input (`-`, the default) or
+    /// given as an argument (visible to other users). Weak keys are refused
+    /// unless --force.
+    Set(SetArgs),
+    /// Diagnose the key file, its modes, owner and format; exit 0 only when
+    /// healthy.
+    Check,
+    /// Restore directory mode 0700, file mode 0400 and owner krill:krill
+    /// (where that user exists).
+    FixPermissions,
+    /// Overwrite the key file with random bytes, then remove it.
+    Shred,
+}
+
+#[derive(Debug, Args)]
+struct SetArgs {
+    /// Accept a key that is short or lacks letters, digits or other
+    /// characters (still warns).
+    #[arg(long)]
+    force: bool,
+
+    /// The key, or `-` to read it from standard input (the default).
+    #[arg(value_name = "KEY|-", default_value = "-")]
+    key: String,
 }
 
 #[derive(Debug, Args)]
@@ -110,7 +149,29 @@ fn run(cli: Cli) -> CmdResult {
             Ok(())
         }
         Command::Serve(args) => serve(layout, data_dir, &file, args),
+        Command::Key(command) => key_command(&layout, &data_dir, command),
     }
+}
+
+fn key_command(layout: &EtcLayout, data_dir: &Path, command: KeyCommand) -> CmdResult {
+    use crate::key::commands::{self, KeySource};
+    match command {
+        KeyCommand::Generate => commands::generate(layout)?,
+        KeyCommand::Show => commands::show(layout)?,
+        KeyCommand::Rotate => commands::rotate(layout, data_dir)?,
+        KeyCommand::Set(args) => {
+            let source = if args.key == "-" {
+                KeySource::Stdin
+            } else {
+                KeySource::Argument(zeroize::Zeroizing::new(args.key))
+            };
+            commands::set(layout, source, args.force)?;
+        }
+        KeyCommand::Check => commands::check(layout)?,
+        KeyCommand::FixPermissions => commands::fix_permissions(layout)?,
+        KeyCommand::Shred => commands::shred(layout)?,
+    }
+    Ok(())
 }
 
 fn serve(layout: EtcLayout, data_dir: PathBuf, file: &SettingsFile, args: ServeArgs) -> CmdResult {

@@ -42,7 +42,7 @@ pub fn lock_dir(dir: &Path) -> io::Result<DirLock> {
 }
 
 /// Prefix of temporary files written next to their final name.
-const TEMP_MARK: &str = ".tmp-";
+pub const TEMP_MARK: &str = ".tmp-";
 
 /// Owner to give our files: `krill:krill` when we run as root and that user
 /// exists, otherwise `None` (files stay owned by whoever runs the command,
@@ -137,15 +137,49 @@ fn write_then_rename(
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(temp)?;
+    crash::point("temp-created");
     file.write_all(contents)?;
+    crash::point("temp-written");
     file.sync_all()?;
+    crash::point("temp-synced");
     file.set_permissions(fs::Permissions::from_mode(mode))?;
     if let Some(owner) = owner {
         std::os::unix::fs::fchown(&file, Some(owner.uid.as_raw()), Some(owner.gid.as_raw()))?;
     }
+    crash::point("temp-final-mode");
     drop(file);
     fs::rename(temp, path)?;
+    crash::point("renamed");
     sync_parent(path)
+}
+
+/// Simulated crashes for unit tests: `crash::point(NAME)` panics when a
+/// test armed NAME on this thread. Unwinding skips every cleanup step, as a
+/// killed process would. Outside `cfg(test)` the points compile to nothing.
+#[cfg(test)]
+pub(crate) mod crash {
+    use std::cell::Cell;
+
+    thread_local! {
+        static ARMED: Cell<Option<&'static str>> = const { Cell::new(None) };
+    }
+
+    /// Arms one point (or none) for this thread.
+    pub(crate) fn arm(point: Option<&'static str>) {
+        ARMED.with(|armed| armed.set(point));
+    }
+
+    pub(crate) fn point(name: &'static str) {
+        if ARMED.with(Cell::get) == Some(name) {
+            panic!("simulated crash at {name}");
+        }
+    }
+}
+
+#[cfg(not(test))]
+pub(crate) mod crash {
+    #[inline(always)]
+    pub(crate) fn point(_name: &'static str) {}
 }
 
 /// Flushes the directory holding `path`, so a rename or unlink in it is on
@@ -212,7 +246,7 @@ pub fn remove_stale_temporaries(path: &Path) -> io::Result<usize> {
 /// This is best effort: on journaling file systems (ext4 `data=journal`),
 /// copy-on-write file systems (btrfs, ZFS), and flash storage with wear
 /// levelling (SD cards, SSDs), the old bytes can survive in blocks the file
-/// no longer points to. See the README's "Secure deletion" section.
+/// no longer points to. See "Secure deletion" in `docs/keys.md`.
 pub fn shred(path: &Path) -> io::Result<()> {
     let meta = fs::symlink_metadata(path)?;
     if !meta.is_file() {
@@ -241,6 +275,7 @@ pub fn shred(path: &Path) -> io::Result<()> {
         written += chunk as u64;
     }
     file.sync_all()?;
+    crash::point("overwritten");
     drop(file);
     fs::remove_file(path)?;
     sync_parent(path)

@@ -15,7 +15,7 @@ pub fn reload_key(state: &AppState, layout: &EtcLayout) -> bool {
     match key_file::read(&path) {
         Ok(key) => {
             state.key.replace(key);
-            tracing::info!(file = %path.display(), "API key reloaded");
+            tracing::info!(file = %path.display(), trigger = "SIGHUP", "API key reloaded");
             for warning in key_file::exposure_warnings(&path) {
                 tracing::warn!("{warning}");
             }

@@ -24,13 +24,14 @@ use tower::ServiceExt;
 
 use crate::auth::{self, Verdict};
 use crate::key::file::{self as key_file, KeyFileError};
+use crate::pidfile::{self, PidFile};
 use crate::routes::{self, AppState};
 use crate::settings::EtcLayout;
 use crate::slot::Slot;
 use crate::store::config as store_config;
 use crate::store::{Store, StoreError};
 use crate::tls::{self, CertSlot, Identity, TlsError};
-use crate::{access_log, reload};
+use crate::{access_log, reload, watch};
 
 /// How long a client may take to send its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -161,6 +162,21 @@ impl Server {
         let local = listener
             .local_addr()
             .map_err(|e| ServeError::Bind(options.listen, e))?;
+        // The pid file lets `krill key rotate` find this server; the watcher
+        // picks up a changed key file without any signal.
+        let pid_file = match PidFile::create(&options.data_dir) {
+            Ok(file) => Some(file),
+            Err(e) => {
+                tracing::warn!(
+                    file = %pidfile::path(&options.data_dir).display(),
+                    error = %e,
+                    "cannot write the pid file, so `krill key rotate` cannot signal this \
+                     server (it still reloads a changed key file by itself)"
+                );
+                None
+            }
+        };
+        let watcher = watch::spawn(state.clone(), options.layout.key_file());
         tracing::info!(address = %local, tls = acceptor.is_some(), "listening");
         notify_service_manager(sd_notify::NotifyState::Ready);
 
@@ -196,6 +212,8 @@ impl Server {
 
         drop(listener);
         notify_service_manager(sd_notify::NotifyState::Stopping);
+        watcher.abort();
+        drop(pid_file);
         tracing::info!("stopping: no new connections, finishing requests in flight");
         tokio::select! {
             () = graceful.shutdown() => tracing::info!("stopped"),

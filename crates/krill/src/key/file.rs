@@ -100,21 +100,32 @@ impl std::error::Error for KeyFileError {}
 
 /// Reads and validates the key file at `path`.
 pub fn read(path: &Path) -> Result<ApiKey, KeyFileError> {
-    let error = |kind| KeyFileError {
+    let raw = read_raw(path)?;
+    parse(path, &raw)
+}
+
+/// Reads the key file's bytes without judging them (at most 64 KiB, regular
+/// files only). The bytes are wiped from memory when dropped.
+pub fn read_raw(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyFileError> {
+    let raw = fsutil::read_small_file(path, READ_LIMIT).map_err(|e| KeyFileError {
         path: path.to_owned(),
-        kind,
-    };
-    let raw = fsutil::read_small_file(path, READ_LIMIT).map_err(|e| {
-        error(match e.kind() {
+        kind: match e.kind() {
             io::ErrorKind::NotFound => KeyFileErrorKind::Missing,
             io::ErrorKind::PermissionDenied => KeyFileErrorKind::PermissionDenied,
             io::ErrorKind::InvalidInput => KeyFileErrorKind::NotRegularFile,
             io::ErrorKind::InvalidData => KeyFileErrorKind::TooLarge,
             _ => KeyFileErrorKind::Io(e),
-        })
+        },
     })?;
-    let raw = zeroize::Zeroizing::new(raw);
-    ApiKey::parse(&raw).map_err(|e| error(KeyFileErrorKind::Invalid(e)))
+    Ok(zeroize::Zeroizing::new(raw))
+}
+
+/// Validates bytes read from the key file at `path`.
+pub fn parse(path: &Path, raw: &[u8]) -> Result<ApiKey, KeyFileError> {
+    ApiKey::parse(raw).map_err(|e| KeyFileError {
+        path: path.to_owned(),
+        kind: KeyFileErrorKind::Invalid(e),
+    })
 }
 
 /// Writes `key` to `path` atomically with mode 0400 and the service owner.
@@ -122,11 +133,12 @@ pub fn read(path: &Path) -> Result<ApiKey, KeyFileError> {
 /// the new key is safely in place.
 pub fn replace(path: &Path, key: &ApiKey, owner: Option<Owner>) -> io::Result<()> {
     let _lock = fsutil::lock_dir(parent_of(path))?;
-    shred_leftovers(path)?;
+    shred_leftovers_locked(path)?;
     let old = match fs::symlink_metadata(path) {
         Ok(meta) if meta.is_file() => {
             let old = fsutil::sibling(path, OLD_MARK);
             fs::hard_link(path, &old)?;
+            fsutil::crash::point("old-linked");
             Some(old)
         }
         _ => None,
@@ -138,16 +150,24 @@ pub fn replace(path: &Path, key: &ApiKey, owner: Option<Owner>) -> io::Result<()
         }
         return Err(e);
     }
-    match old {
-        Some(old) => fsutil::shred(&old),
-        None => Ok(()),
-    }
+    fsutil::crash::point("new-in-place");
+    let Some(old) = old else {
+        return Ok(());
+    };
+    fsutil::shred(&old).map_err(|e| {
+        // At least drop the hidden name; the next key command retries.
+        let _ = fs::remove_file(&old);
+        io::Error::new(
+            e.kind(),
+            format!("the new key is in place, but overwriting the old key's bytes failed: {e}"),
+        )
+    })
 }
 
 /// Overwrites the key file with random bytes and removes it.
 pub fn shred(path: &Path) -> io::Result<()> {
     let _lock = fsutil::lock_dir(parent_of(path))?;
-    shred_leftovers(path)?;
+    shred_leftovers_locked(path)?;
     fsutil::shred(path)
 }
 
@@ -158,17 +178,51 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
+/// Names beside `path` that an interrupted [`replace`] or write left behind
+/// (hidden old-key names and temporaries). They may hold an old key.
+pub fn leftovers(path: &Path) -> io::Result<Vec<PathBuf>> {
+    let dir_exists = path.parent().is_some_and(Path::exists);
+    if !dir_exists {
+        return Ok(Vec::new());
+    }
+    let mut found = fsutil::stale_siblings(path, OLD_MARK)?;
+    found.extend(fsutil::stale_siblings(path, fsutil::TEMP_MARK)?);
+    Ok(found)
+}
+
 /// Shreds what an interrupted [`replace`] may have left beside `path`: old
-/// keys under their hidden second name and unfinished temporaries. Callers
-/// hold the directory's lock, so no other writer's temporary is live.
+/// keys under their hidden second name and unfinished temporaries. Takes
+/// the directory's lock, so no other writer's temporary is live meanwhile.
 pub fn shred_leftovers(path: &Path) -> io::Result<usize> {
     let dir_exists = path.parent().is_some_and(Path::exists);
     if !dir_exists {
         return Ok(0);
     }
+    let _lock = fsutil::lock_dir(parent_of(path))?;
+    shred_leftovers_locked(path)
+}
+
+/// [`shred_leftovers`] for callers already holding the directory's lock.
+fn shred_leftovers_locked(path: &Path) -> io::Result<usize> {
+    let dir_exists = path.parent().is_some_and(Path::exists);
+    if !dir_exists {
+        return Ok(0);
+    }
     let mut count = fsutil::remove_stale_temporaries(path)?;
+    let live = fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()));
     for old in fsutil::stale_siblings(path, OLD_MARK)? {
-        fsutil::shred(&old)?;
+        // A crash between linking the old key to its hidden name and the
+        // rename leaves that name on the *live* inode: overwriting it would
+        // destroy the current key, so only the extra name goes.
+        let same_inode = fs::symlink_metadata(&old)
+            .ok()
+            .is_some_and(|m| Some((m.dev(), m.ino())) == live);
+        if same_inode {
+            fs::remove_file(&old)?;
+            fsutil::sync_parent(&old)?;
+        } else {
+            fsutil::shred(&old)?;
+        }
         count += 1;
     }
     Ok(count)
@@ -242,6 +296,63 @@ mod tests {
         fs::set_permissions(&stale, fs::Permissions::from_mode(0o400)).unwrap();
         replace(&path, &ApiKey::generate(), None).unwrap();
         assert!(!stale.exists());
+    }
+
+    #[test]
+    fn a_hidden_name_left_on_the_live_key_is_unlinked_not_shredded() {
+        // A crash after `replace` linked the old key to its hidden name but
+        // before the rename leaves both names on the current key.
+        let (dir, path) = temp_key_path();
+        let key = ApiKey::generate();
+        replace(&path, &key, None).unwrap();
+        fs::hard_link(&path, dir.path().join(".api_key.old-feedface")).unwrap();
+        assert_eq!(shred_leftovers(&path).unwrap(), 1);
+        assert!(read(&path).unwrap().matches(key.expose().as_bytes()));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// Every step of a replacement, in order; the rename is where the new
+    /// key takes over.
+    const CRASH_POINTS: [(&str, bool); 8] = [
+        ("old-linked", false),
+        ("temp-created", false),
+        ("temp-written", false),
+        ("temp-synced", false),
+        ("temp-final-mode", false),
+        ("renamed", true),
+        ("new-in-place", true),
+        ("overwritten", true),
+    ];
+
+    #[test]
+    fn a_crash_at_any_step_of_replace_leaves_the_whole_old_or_new_key() {
+        for (point, new_expected) in CRASH_POINTS {
+            let (dir, path) = temp_key_path();
+            let old = ApiKey::generate();
+            replace(&path, &old, None).unwrap();
+            let new = ApiKey::generate();
+
+            crate::fsutil::crash::arm(Some(point));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                replace(&path, &new, None)
+            }));
+            crate::fsutil::crash::arm(None);
+            assert!(outcome.is_err(), "{point} was never reached");
+
+            let now = read(&path).unwrap();
+            let (is_old, is_new) = (
+                now.matches(old.expose().as_bytes()),
+                now.matches(new.expose().as_bytes()),
+            );
+            assert!(is_new == new_expected && is_old != new_expected, "{point}");
+            assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o400);
+
+            // The next replacement cleans up whatever the crash left.
+            let third = ApiKey::generate();
+            replace(&path, &third, None).unwrap();
+            assert!(read(&path).unwrap().matches(third.expose().as_bytes()));
+            assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "{point}");
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! whitespace are dropped (so `echo "$KEY" | tee` and Windows editors both
 //! work); what remains must be 1 to 512 bytes of visible ASCII.
 
+pub mod check;
+pub mod commands;
 pub mod file;
 
 use std::fmt;
@@ -13,6 +15,9 @@ use zeroize::Zeroizing;
 
 /// The longest key accepted, in bytes (all of them visible ASCII).
 pub const MAX_KEY_LEN: usize = 512;
+
+/// The shortest custom key `krill key set` accepts without `--force`.
+pub const MIN_STRONG_LEN: usize = 32;
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -86,6 +91,34 @@ impl ApiKey {
         bytes.extend_from_slice(self.secret.as_bytes());
         bytes.push(b'\n');
         bytes
+    }
+
+    /// What makes this key weak by the rule `krill key set` applies to
+    /// custom keys: at least [`MIN_STRONG_LEN`] characters, with letters,
+    /// digits and other characters all present. Empty for a strong key.
+    /// The descriptions never include the key.
+    pub fn weaknesses(&self) -> Vec<String> {
+        let text = self.secret.as_bytes();
+        let mut found = Vec::new();
+        if text.len() < MIN_STRONG_LEN {
+            found.push(format!(
+                "it has {} characters, fewer than {MIN_STRONG_LEN}",
+                text.len()
+            ));
+        }
+        let lacks = |test: fn(&u8) -> bool, what: &str, found: &mut Vec<String>| {
+            if !text.iter().any(test) {
+                found.push(format!("it has no {what}"));
+            }
+        };
+        lacks(u8::is_ascii_alphabetic, "letters", &mut found);
+        lacks(u8::is_ascii_digit, "digits", &mut found);
+        lacks(
+            |b| !b.is_ascii_alphanumeric(),
+            "other characters (such as - _ . ! @ #)",
+            &mut found,
+        );
+        found
     }
 
     /// Number of characters in the key.
@@ -221,6 +254,21 @@ mod tests {
         assert!(!key.matches(b"s3cret-key "));
         assert!(!key.matches(b"S3cret-key"));
         assert!(!key.matches(b""));
+    }
+
+    #[test]
+    fn weak_keys_are_named_by_what_they_lack() {
+        assert!(ApiKey::generate().weaknesses().is_empty());
+        let strong = ApiKey::parse(b"correct-horse-battery-staple-2024!").unwrap();
+        assert!(strong.weaknesses().is_empty());
+        assert_eq!(ApiKey::parse(b"short-1").unwrap().weaknesses().len(), 1);
+        let letters_only = ApiKey::parse(&[b'a'; 40]).unwrap();
+        assert_eq!(letters_only.weaknesses().len(), 2);
+        let no_other = ApiKey::parse(b"abcdefghij0123456789abcdefghij0123").unwrap();
+        assert_eq!(no_other.weaknesses().len(), 1);
+        for text in no_other.weaknesses() {
+            assert!(!text.contains("abcdef"));
+        }
     }
 
     #[test]
