@@ -280,7 +280,7 @@ serve_and_curl() {
     fi
     pass "server listens on 127.0.0.1:$port as krill"
     check "server runs as the krill user" \
-        test "$(ps -o user= -p "$SERVER_PID" | tr -d ' ')" = krill
+        test "$(stat -c %U "/proc/$SERVER_PID")" = krill
 
     local status
     # The reference document's command, minus sudo (we are root).
