@@ -423,6 +423,25 @@ remove_then_purge() {
     done
 }
 
+# The usual path, `apt remove` then later `apt purge`: purge runs from the
+# config-files state, with the binary long gone.
+purge_after_remove() {
+    say "install, remove, then purge from the config-files state"
+    check "dpkg -i succeeds" dpkg_do -i "$DEB2"
+    key_layout_is_exact
+    check "dpkg -r succeeds" dpkg_do -r krill
+    local key_before
+    key_before=$(digest "$KEY")
+    exec 3<"$KEY"
+    check "dpkg -P succeeds" dpkg_do -P krill
+    check "the key's bytes were overwritten before unlink" \
+        test "$(head -c 37 <&3 | sha256sum | cut -d' ' -f1)" != "$key_before"
+    exec 3<&-
+    check "$ETC is gone" test ! -e "$ETC"
+    check "$DATA is gone" test ! -e "$DATA"
+    check "the krill user stays (see docs/debian.md)" user_exists
+}
+
 # --- main --------------------------------------------------------------
 
 main() {
@@ -446,6 +465,7 @@ main() {
     upgrade_and_downgrade
     serve_and_curl
     remove_then_purge
+    purge_after_remove
 
     echo
     if [ "$FAILURES" -eq 0 ]; then
