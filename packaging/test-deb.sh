@@ -83,6 +83,7 @@ ensure_tools() {
     command -v lintian >/dev/null || missing+=(lintian)
     command -v systemd-analyze >/dev/null || missing+=(systemd)
     command -v curl >/dev/null || missing+=(curl)
+    command -v strace >/dev/null || missing+=(strace)
     command -v dpkg-shlibdeps >/dev/null || missing+=(dpkg-dev)
     if [ "${#missing[@]}" -gt 0 ]; then
         say "installing ${missing[*]}"
@@ -260,7 +261,7 @@ unit_checks() {
 
 serve_and_curl() {
     say "the installed krill serve, run as krill, answers the reference curl"
-    local log=$WORK/serve.log port=
+    local log=$WORK/serve.log port=''
     # setpriv execs the server itself, so $! is the server's pid (runuser
     # would stay in between as a root parent).
     setpriv --reuid=krill --regid=krill --init-groups --inh-caps=-all \
@@ -295,6 +296,75 @@ serve_and_curl() {
     wait "$SERVER_PID" || true
     SERVER_PID=
     check "the server log never shows the key" bash -c "! grep -qF -f '$KEY' '$log' '$WORK/serve.out'"
+}
+
+# --- the system call filter ------------------------------------------
+
+# The system calls the unit's SystemCallFilter= lines allow: every name in
+# the allowed sets minus every name in the "~" (denied) sets, expanded
+# with systemd's own group table.
+allowed_syscalls() {
+    local unit=$1 allow deny
+    allow=$(sed -n 's/^SystemCallFilter=\([^~].*\)/\1/p' "$unit" | tr '\n' ' ')
+    deny=$(sed -n 's/^SystemCallFilter=~\(.*\)/\1/p' "$unit" | tr '\n' ' ')
+    systemd-analyze syscall-filter --no-pager 2>/dev/null | awk -v allow="$allow" -v deny="$deny" '
+        function expand(name, into,   i) {
+            if (name !~ /^@/) { into[name] = 1; return }
+            for (i = 1; i <= count[name]; i++) expand(member[name, i], into)
+        }
+        /^@/ { group = $1; next }
+        group != "" && NF && $1 !~ /^#/ { member[group, ++count[group]] = $1 }
+        END {
+            n = split(allow, a, " "); for (i = 1; i <= n; i++) expand(a[i], ok)
+            n = split(deny, d, " "); for (i = 1; i <= n; i++) expand(d[i], no)
+            for (s in ok) if (!(s in no)) print s
+        }' | sort -u
+}
+
+# Runs the installed server as krill under strace through a session (the
+# reference curl, a write, SIGHUP, a key change picked up by the watcher,
+# SIGTERM) and checks that each system call it made is one the unit
+# allows. systemd is not running here, so this is how the filter is tested.
+syscalls_within_filter() {
+    local unit=/usr/lib/systemd/system/krill.service
+    say "every system call of a server session is allowed by krill.service"
+    local log=$WORK/strace-serve.log trace=$WORK/strace.txt port='' pid=''
+    strace -f -qq -u krill -o "$trace" \
+        /usr/bin/krill serve --listen 127.0.0.1:0 >/dev/null 2>"$log" &
+    SERVER_PID=$!
+    for _ in $(seq 1 100); do
+        port=$(sed -n 's/.*listening address=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -n 1)
+        [ -n "$port" ] && break
+        sleep 0.1
+    done
+    pid=$(cat "$DATA/krill.pid" 2>/dev/null || true)
+    if [ -z "$port" ] || [ -z "$pid" ]; then
+        fail "server started under strace"
+        sed 's/^/  serve: /' "$log"
+        return
+    fi
+    local url=https://localhost:$port/api/nodes
+    curl -sS -o /dev/null --cacert "$CERT" -H "X-API-Key: $(cat "$KEY")" "$url"
+    curl -sS -o /dev/null --cacert "$CERT" -H "X-API-Key: $(cat "$KEY")" \
+        -H 'Content-Type: application/json' -d '{"type":"KrillApp.DataPoint","name":"t"}' "$url"
+    kill -HUP "$pid"
+    sleep 0.3
+    /usr/bin/krill key generate >/dev/null 2>&1
+    sleep 1
+    local status
+    status=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$CERT" -H "X-API-Key: $(cat "$KEY")" "$url")
+    check "the server picked up the new key (got $status)" test "$status" = 200
+    kill -TERM "$pid"
+    wait "$SERVER_PID" || true
+    SERVER_PID=
+
+    allowed_syscalls "$unit" >"$WORK/allowed"
+    awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^[a-z0-9_]+\(/) { sub(/\(.*/, "", $i); print $i; break } }' \
+        "$trace" | sort -u >"$WORK/used"
+    local denied
+    denied=$(comm -23 "$WORK/used" "$WORK/allowed" | tr '\n' ' ' || true)
+    echo "  $(wc -l <"$WORK/used") distinct system calls, $(wc -l <"$WORK/allowed") allowed"
+    check "the unit's filter allows all of them${denied:+ (denied: $denied)}" test -z "$denied"
 }
 
 # --- the dpkg events ---------------------------------------------------
@@ -461,6 +531,7 @@ main() {
     first_install
     unit_checks
     serve_and_curl
+    syscalls_within_filter
     reinstall_same_version
     upgrade_and_downgrade
     serve_and_curl
