@@ -367,6 +367,62 @@ syscalls_within_filter() {
     check "the unit's filter allows all of them${denied:+ (denied: $denied)}" test -z "$denied"
 }
 
+# --- the file-system sandbox -----------------------------------------
+
+# Runs the installed server the way krill.service confines it, as far as
+# that works without systemd: in a private mount namespace where / is
+# read-only except /var/lib/krill (ProtectSystem=strict, ReadWritePaths=),
+# with an empty /tmp (PrivateTmp=) and empty read-only /root and /home
+# (ProtectHome=), as krill with no_new_privs. A server that wrote anywhere
+# else (a pid file in /run, a temporary in /etc) would fail here.
+serve_in_read_only_system() {
+    say "the server works with / read-only except $DATA (as ProtectSystem=strict)"
+    local log=$WORK/sandbox.log port='' pid=''
+    # shellcheck disable=SC2016 # the inner script expands its own variables
+    unshare --mount --propagation private sh -c '
+        set -e
+        mount -o remount,bind,ro /
+        if touch /usr/.krill-ro-probe 2>/dev/null; then
+            rm -f /usr/.krill-ro-probe
+            echo "sandbox: / is still writable" >&2
+            exit 3
+        fi
+        mount --bind "$1" "$1"
+        mount -o remount,bind,rw "$1"
+        mount -t tmpfs -o mode=1777 tmpfs /tmp
+        mount -t tmpfs -o ro,mode=755 tmpfs /root
+        mount -t tmpfs -o ro,mode=755 tmpfs /home
+        exec setpriv --reuid=krill --regid=krill --init-groups --inh-caps=-all \
+            --no-new-privs /usr/bin/krill serve --listen 127.0.0.1:0
+    ' sandbox "$DATA" >/dev/null 2>"$log" &
+    SERVER_PID=$!
+    for _ in $(seq 1 100); do
+        port=$(sed -n 's/.*listening address=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -n 1)
+        [ -n "$port" ] && break
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -z "$port" ]; then
+        fail "server started in the read-only sandbox (log follows)"
+        sed 's/^/  serve: /' "$log"
+        return
+    fi
+    pass "server listens on 127.0.0.1:$port in the read-only sandbox"
+    local url=https://localhost:$port/api/nodes status
+    status=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$CERT" -H "X-API-Key: $(cat "$KEY")" \
+        -H 'Content-Type: application/json' -d '{"type":"KrillApp.DataPoint","name":"s"}' "$url")
+    check "a write to the store succeeds (got $status)" test "$status" = 201
+    /usr/bin/krill key rotate >/dev/null 2>&1
+    sleep 0.5
+    status=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$CERT" -H "X-API-Key: $(cat "$KEY")" "$url")
+    check "krill key rotate reaches the sandboxed server (got $status)" test "$status" = 200
+    pid=$(cat "$DATA/krill.pid" 2>/dev/null || echo "$SERVER_PID")
+    kill -TERM "$pid"
+    wait "$SERVER_PID" || true
+    SERVER_PID=
+    check "it stopped cleanly, without errors in its log" bash -c "! grep -q ' ERROR ' '$log'"
+}
+
 # --- the dpkg events ---------------------------------------------------
 
 first_install() {
@@ -532,6 +588,7 @@ main() {
     unit_checks
     serve_and_curl
     syscalls_within_filter
+    serve_in_read_only_system
     reinstall_same_version
     upgrade_and_downgrade
     serve_and_curl
