@@ -10,9 +10,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::init;
 use crate::server::{ServeOptions, Server};
 use crate::settings::{self, EtcLayout, SettingsFile};
+use crate::{cert, init};
 
 type CmdResult = Result<(), Box<dyn Error>>;
 
@@ -45,6 +45,9 @@ enum Command {
     /// Manage the API key (ETC_DIR/credentials/api_key).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Manage the TLS certificate.
+    #[command(subcommand)]
+    Cert(CertCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +84,25 @@ struct SetArgs {
     /// The key, or `-` to read it from standard input (the default).
     #[arg(value_name = "KEY|-", default_value = "-")]
     key: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum CertCommand {
+    /// Make a new self-signed certificate, key and krill.pfx bundle.
+    Generate(CertGenerateArgs),
+    /// Print the certificate's path, SHA-256 fingerprint, names and validity.
+    Show,
+}
+
+#[derive(Debug, Args)]
+struct CertGenerateArgs {
+    /// Extra DNS name or IP address to cover (repeatable).
+    #[arg(long = "hostname", value_name = "NAME")]
+    hostnames: Vec<String>,
+
+    /// Replace an existing certificate (clients must trust the new one).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +172,29 @@ fn run(cli: Cli) -> CmdResult {
         }
         Command::Serve(args) => serve(layout, data_dir, &file, args),
         Command::Key(command) => key_command(&layout, &data_dir, command),
+        Command::Cert(CertCommand::Generate(args)) => {
+            let made = cert::generate_files(&layout, &args.hostnames, args.force)?;
+            println!("wrote {}", made.cert_path.display());
+            print!("{}", made.info);
+            println!(
+                "A running server presents it after `sudo systemctl reload krill` (SIGHUP); \
+                 clients that pinned the old one run `krillc trust https://HOST:8442` again."
+            );
+            Ok(())
+        }
+        Command::Cert(CertCommand::Show) => {
+            let info = cert::show(&layout)?;
+            println!("certificate:           {}", layout.cert_file().display());
+            print!("{info}");
+            if layout.pfx_file().exists() {
+                println!(
+                    "PKCS#12 bundle:        {} (password in {})",
+                    layout.pfx_file().display(),
+                    layout.pfx_password_file().display()
+                );
+            }
+            Ok(())
+        }
     }
 }
 

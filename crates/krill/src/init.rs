@@ -148,6 +148,17 @@ pub fn run(layout: &EtcLayout, data_dir: &Path, hostnames: &[String]) -> Result<
         what: "TLS certificate",
         created: cert_created,
     });
+
+    // A new pair came with its bundle; an older pair may lack one.
+    let pfx_missing = !exists(&layout.pfx_file()) || !exists(&layout.pfx_password_file());
+    if !cert_created && pfx_missing {
+        cert::write_pfx_from_files(layout, owner).map_err(InitError::Cert)?;
+    }
+    report.steps.push(Step {
+        path: layout.pfx_file(),
+        what: "PKCS#12 bundle",
+        created: cert_created || pfx_missing,
+    });
     if !cert_created && !hostnames.is_empty() {
         report.notes.push(
             "the existing certificate was kept, so --hostname changed nothing; make a new \
@@ -218,6 +229,8 @@ mod tests {
         assert_eq!(mode(&layout.key_file()), 0o400);
         assert_eq!(mode(&layout.cert_file()), 0o644);
         assert_eq!(mode(&layout.cert_key_file()), 0o600);
+        assert_eq!(mode(&layout.pfx_file()), 0o644);
+        assert_eq!(mode(&layout.pfx_password_file()), 0o600);
         assert_eq!(mode(&data), 0o750);
         assert_eq!(std::fs::metadata(layout.key_file()).unwrap().len(), 37);
 
@@ -229,6 +242,13 @@ mod tests {
         assert!(third.to_string().contains("--hostname changed nothing"));
         assert!(second.to_string().contains("nothing to do"));
         assert_eq!(std::fs::read(layout.key_file()).unwrap(), key_before);
+        assert_eq!(std::fs::read(layout.cert_file()).unwrap(), cert_before);
+
+        // A host from before the bundle existed gets one from its pair.
+        std::fs::remove_file(layout.pfx_file()).unwrap();
+        let third = run(&layout, &data, &[]).unwrap();
+        assert!(!third.unchanged());
+        assert!(layout.pfx_file().exists());
         assert_eq!(std::fs::read(layout.cert_file()).unwrap(), cert_before);
     }
 }

@@ -55,6 +55,14 @@ impl EtcLayout {
     pub fn cert_key_file(&self) -> PathBuf {
         self.certs_dir().join("krill.key")
     }
+
+    pub fn pfx_file(&self) -> PathBuf {
+        self.certs_dir().join("krill.pfx")
+    }
+
+    pub fn pfx_password_file(&self) -> PathBuf {
+        self.certs_dir().join(".pfx_password")
+    }
 }
 
 /// The contents of `krill.toml`. Every field is optional; unknown fields are

@@ -55,6 +55,13 @@ impl Install {
     /// Only the temp dir; nothing created yet.
     pub fn empty() -> Install {
         let dir = tempfile::tempdir().unwrap();
+        // Traversable like /etc, so that where a `krill` user exists (after
+        // the package was installed) it can reach its files here too.
+        fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let etc = dir.path().join("etc");
         let data = dir.path().join("data");
         Install { dir, etc, data }

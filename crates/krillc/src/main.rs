@@ -1,0 +1,5 @@
+//! The `krillc` binary: everything is in the library.
+
+fn main() -> std::process::ExitCode {
+    krillc::cli::main()
+}
