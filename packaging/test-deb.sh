@@ -26,6 +26,8 @@ ETC=/etc/krill
 KEY=$ETC/credentials/api_key
 CERT=$ETC/certs/krill.crt
 CERT_KEY=$ETC/certs/krill.key
+PFX=$ETC/certs/krill.pfx
+PFX_PASSWORD=$ETC/certs/.pfx_password
 DATA=/var/lib/krill
 WORK=$(mktemp -d /tmp/krill-deb-test.XXXXXX)
 DPKG_LOG=$WORK/dpkg.log
@@ -143,6 +145,8 @@ dpkg_do() {
     done
 }
 
+krillc_quiet() { /usr/bin/krillc "$@" >>"$WORK/krillc.log" 2>&1; }
+
 user_exists() { getent passwd krill >/dev/null; }
 group_exists() { getent group krill >/dev/null; }
 
@@ -177,6 +181,8 @@ key_layout_is_exact() {
     has "$ETC/certs" "755 root:root"
     has "$CERT" "644 root:root"
     has "$CERT_KEY" "600 krill:krill"
+    has "$PFX" "644 root:root"
+    has "$PFX_PASSWORD" "600 krill:krill"
     has "$DATA" "750 krill:krill"
 }
 
@@ -208,29 +214,33 @@ static_checks() {
     say "package contents"
     dpkg-deb -c "$DEB1" >"$WORK/contents"
     local path
-    for path in ./usr/bin/krill ./usr/lib/systemd/system/krill.service \
-        ./etc/krill/krill.toml ./usr/share/man/man1/krill.1.gz \
+    for path in ./usr/bin/krill ./usr/bin/krillc ./usr/lib/systemd/system/krill.service \
+        ./etc/krill/krill.toml ./usr/share/man/man1/krill.1.gz ./usr/share/man/man1/krillc.1.gz \
         ./usr/share/doc/krill/copyright ./usr/share/doc/krill/debian.md; do
         check "package holds $path" grep -q " $path\$" "$WORK/contents"
     done
     check "krill.toml is a conffile" \
         bash -c "dpkg-deb --ctrl-tarfile '$DEB1' | tar -xO ./conffiles | grep -qx /etc/krill/krill.toml"
-    check "krill.1 describes exactly the subcommands of krill --help" man_page_is_complete
+    local program
+    for program in krill krillc; do
+        check "$program.1 describes exactly the subcommands of $program --help" \
+            man_page_is_complete "$program"
+    done
 }
 
-# The man page's COMMANDS section and `krill --help` list the same
+# A man page's COMMANDS section and the program's --help list the same
 # subcommands, so the page neither misses nor invents one.
 man_page_is_complete() {
-    local bin=$REPO/target/release/krill from_help from_page
+    local name=$1 bin=$REPO/target/release/$1 from_help from_page
     [ -x "$bin" ] || return 1
     from_help=$("$bin" --help | sed -n '/^Commands:/,/^$/p' |
         awk 'NR > 1 && NF && $1 != "help" { print $1 }' | sort)
     from_page=$(awk '/^\.SH COMMANDS/ { on = 1; next } /^\.SH/ { on = 0 }
         on && tp && /^\.B / { print $2 } { tp = ($0 == ".TP") }' \
-        "$PKG_DIR/man/krill.1" | sort)
+        "$PKG_DIR/man/$name.1" | sort)
     if [ "$from_help" != "$from_page" ]; then
-        echo "  krill --help lists: $(echo "$from_help" | tr '\n' ' ')"
-        echo "  krill.1 describes:  $(echo "$from_page" | tr '\n' ' ')"
+        echo "  $name --help lists: $(echo "$from_help" | tr '\n' ' ')"
+        echo "  $name.1 describes:  $(echo "$from_page" | tr '\n' ' ')"
         return 1
     fi
 }
@@ -291,6 +301,14 @@ serve_and_curl() {
     status=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$CERT" \
         "https://localhost:$port/api/nodes")
     check "curl without the key gets 401 (got $status)" test "$status" = 401
+
+    # The packaged client: trust once, then list nodes with the key file.
+    local client_dir=$WORK/krillc
+    check "krillc trust pins the server's certificate" \
+        krillc_quiet --config-dir "$client_dir" trust --yes "https://localhost:$port"
+    check "krillc nodes list with the key file succeeds" \
+        krillc_quiet --config-dir "$client_dir" --server "https://localhost:$port" \
+        --api-key-file "$KEY" nodes list
 
     kill -TERM "$SERVER_PID"
     wait "$SERVER_PID" || true
@@ -523,7 +541,9 @@ remove_then_purge() {
     key_before=$(digest "$KEY")
     local cert_key_before
     cert_key_before=$(digest "$CERT_KEY")
-    exec 3<"$KEY" 4<"$CERT_KEY"
+    local password_before
+    password_before=$(digest "$PFX_PASSWORD")
+    exec 3<"$KEY" 4<"$CERT_KEY" 5<"$PFX_PASSWORD"
     check "dpkg -P succeeds" dpkg_do -P krill
     check "the key file was unlinked" test ! -e "$KEY"
     check "the key's inode still holds at least 37 bytes" \
@@ -532,19 +552,21 @@ remove_then_purge() {
         test "$(head -c 37 <&3 | sha256sum | cut -d' ' -f1)" != "$key_before"
     check "the certificate key's bytes were overwritten before unlink" \
         bash -c "test \"\$(sha256sum <&4 | cut -d' ' -f1)\" != '$cert_key_before' && ! grep -aq 'PRIVATE KEY' /proc/self/fd/4"
-    exec 3<&- 4<&-
+    check "the krill.pfx password's bytes were overwritten before unlink" \
+        test "$(sha256sum <&5 | cut -d' ' -f1)" != "$password_before" -a "$(stat -L -c %s /proc/self/fd/5)" -gt 0
+    exec 3<&- 4<&- 5<&-
     check "$ETC is gone" test ! -e "$ETC"
     check "$DATA is gone" test ! -e "$DATA"
     check "the package is not installed, no config files left" \
         bash -c "! dpkg-query -W -f='\${db:Status-Status}' krill 2>/dev/null | grep -qv '^not-installed\$'"
     local left
-    for left in /usr/bin/krill /usr/lib/systemd/system/krill.service \
+    for left in /usr/bin/krill /usr/bin/krillc /usr/lib/systemd/system/krill.service \
         /etc/systemd/system/multi-user.target.wants/krill.service \
         /etc/systemd/system/krill.service \
         /var/lib/systemd/deb-systemd-helper-enabled/krill.service.dsh-also \
         /var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants/krill.service \
         /var/lib/systemd/deb-systemd-helper-masked/krill.service \
-        /usr/share/doc/krill /usr/share/man/man1/krill.1.gz; do
+        /usr/share/doc/krill /usr/share/man/man1/krill.1.gz /usr/share/man/man1/krillc.1.gz; do
         check "nothing left at $left" test ! -e "$left" -a ! -L "$left"
     done
 }
