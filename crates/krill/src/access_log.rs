@@ -2,38 +2,52 @@
 //! duration, peer address and auth outcome. Rejected keys are logged at WARN
 //! so `journalctl -u krill` shows unauthorized attempts. No header value and
 //! no key, not even in part, is ever passed to the logger.
+//!
+//! Requests refused unchecked while their address is blocked for failed
+//! keys are logged at DEBUG: the block's start is one WARN line and its end
+//! one INFO line, so an attack does not flood the journal; they are still
+//! counted in `krill_auth_total{outcome="throttled"}`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 
-use crate::auth::Verdict;
+use crate::gate::Outcome;
 
 /// The tracing target of request lines, so they can be filtered apart
 /// (`KRILL_LOG=krill::access=warn`).
 pub const TARGET: &str = "krill::access";
 
-/// Writes the line for one request.
+/// Writes the line for one request. `client` is the address a trusted
+/// proxy forwarded for, if any.
 pub fn record(
     method: &Method,
     path: &str,
     status: StatusCode,
     elapsed: Duration,
     peer: SocketAddr,
-    verdict: Verdict,
+    client: Option<IpAddr>,
+    outcome: Outcome,
 ) {
     let status = status.as_u16();
     let duration_us = elapsed.as_micros() as u64;
-    match verdict {
-        Verdict::Denied(denial) => tracing::warn!(
+    let client = client.map(tracing::field::display);
+    let auth = outcome.label();
+    match outcome {
+        Outcome::Denied(_) => tracing::warn!(
             target: TARGET,
-            %method, path, status, duration_us, %peer, auth = denial.label(),
+            %method, path, status, duration_us, %peer, client, auth = %auth,
             "unauthorized request"
         ),
-        _ => tracing::info!(
+        Outcome::Throttled(_) => tracing::debug!(
             target: TARGET,
-            %method, path, status, duration_us, %peer, auth = %verdict,
+            %method, path, status, duration_us, %peer, client, auth = %auth,
+            "refused: address throttled"
+        ),
+        Outcome::Pass(_) => tracing::info!(
+            target: TARGET,
+            %method, path, status, duration_us, %peer, client, auth = %auth,
             "request"
         ),
     }

@@ -91,11 +91,24 @@ pub fn check(method: &Method, path: &str, headers: &HeaderMap, key: &ApiKey) -> 
     if values.next().is_some() {
         return Verdict::Denied(Denial::AmbiguousApiKey);
     }
-    if key.matches(first.as_bytes()) {
+    // HTTP/1.1 parsers drop whitespace around a field value; HTTP/2 sends
+    // it as is. Drop it here too, so both protocols judge the same value
+    // (a key never contains whitespace).
+    if key.matches(trim_ows(first.as_bytes())) {
         Verdict::Granted
     } else {
         Verdict::Denied(Denial::InvalidApiKey)
     }
+}
+
+fn trim_ows(value: &[u8]) -> &[u8] {
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = value.iter().position(|b| !is_ows(b)).unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|b| !is_ows(b))
+        .map_or(start, |i| i + 1);
+    &value[start..end]
 }
 
 /// Convenience for a whole request.
@@ -197,8 +210,11 @@ mod tests {
         assert_eq!(get(&[]), Verdict::Denied(Denial::MissingApiKey));
         assert_eq!(get(&["nope"]), Verdict::Denied(Denial::InvalidApiKey));
         assert_eq!(get(&[""]), Verdict::Denied(Denial::InvalidApiKey));
+        // Whitespace around a field value is not part of it (HTTP/1.1
+        // parsers drop it; HTTP/2 must be judged the same way).
+        assert_eq!(get(&[&format!(" {good}\t")]), Verdict::Granted);
         assert_eq!(
-            get(&[&format!(" {good}")]),
+            get(&[&format!("{} {}", &good[..3], &good[3..])]),
             Verdict::Denied(Denial::InvalidApiKey)
         );
         assert_eq!(

@@ -116,7 +116,7 @@ struct InitArgs {
 struct ServeArgs {
     /// Address and port to listen on. Default: `listen` in krill.toml,
     /// else [::]:8442.
-    #[arg(long, env = "KRILL_LISTEN", value_name = "ADDR:PORT")]
+    #[arg(long, env = "KRILL_LISTEN", value_name = "ADDR:PORT", value_parser = parse_listen)]
     listen: Option<SocketAddr>,
 
     /// Do what `krill init` does first, then print the key file's path and a
@@ -127,6 +127,16 @@ struct ServeArgs {
     /// With --init: extra name for a new certificate (repeatable).
     #[arg(long = "hostname", value_name = "NAME")]
     hostnames: Vec<String>,
+}
+
+/// `--listen` / `KRILL_LISTEN`: an IP address and a port.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!(
+            "`{text}` is not an IP address and port; write for example 127.0.0.1:8442, \
+             [::1]:8442 or [::]:8442 (host names such as localhost are not accepted here)"
+        )
+    })
 }
 
 /// Parses the command line, runs the command, and turns an error into one
@@ -230,6 +240,7 @@ fn serve(layout: EtcLayout, data_dir: PathBuf, file: &SettingsFile, args: ServeA
         listen: args.listen.or(file.listen).unwrap_or(default_listen),
         listen_is_default,
         tls: file.tls.unwrap_or(true),
+        limits: file.limits.clone(),
         layout,
         data_dir,
     };

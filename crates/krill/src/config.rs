@@ -41,7 +41,8 @@ impl Default for Config {
 
 /// Failed-authentication throttling: after `max_failures` rejected keys
 /// from one peer address within `window_seconds`, that address is refused
-/// for `backoff_seconds`.
+/// for `backoff_seconds`; each further block of the same address doubles
+/// that, up to `max_backoff_seconds` (see `crate::throttle`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthThrottle {
@@ -51,6 +52,8 @@ pub struct AuthThrottle {
     pub window_seconds: u32,
     /// 1 to 86,400; default 300.
     pub backoff_seconds: u32,
+    /// `backoff_seconds` to 604,800 (a week); default 3,600.
+    pub max_backoff_seconds: u32,
 }
 
 impl Default for AuthThrottle {
@@ -59,6 +62,7 @@ impl Default for AuthThrottle {
             max_failures: 10,
             window_seconds: 60,
             backoff_seconds: 300,
+            max_backoff_seconds: 3600,
         }
     }
 }
@@ -134,6 +138,12 @@ impl Config {
             t.backoff_seconds,
             1,
             86_400,
+        )?;
+        in_range(
+            "auth_throttle.max_backoff_seconds",
+            t.max_backoff_seconds,
+            t.backoff_seconds,
+            604_800,
         )
     }
 }

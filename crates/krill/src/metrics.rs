@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// Route label for requests refused before routing (401, 429).
 pub const ROUTE_REFUSED: &str = "(refused)";
@@ -28,7 +28,7 @@ pub const AUTH_OUTCOMES: [&str; 6] = [
 /// The process's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(Arc<str>, u16), u64>>,
+    requests: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
     auth: [AtomicU64; AUTH_OUTCOMES.len()],
     pub throttle_blocks: AtomicU64,
     pub key_reloads: AtomicU64,
@@ -51,13 +51,18 @@ pub struct Gauges {
 
 impl Metrics {
     /// Counts one answered request.
-    pub fn record_request(&self, route: &Arc<str>, status: u16, auth_outcome: &str) {
+    pub fn record_request(&self, route: &str, status: u16, auth_outcome: &str) {
         {
             let mut requests = match self.requests.lock() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
-            *requests.entry((Arc::clone(route), status)).or_insert(0) += 1;
+            // Allocates only the first time a route is seen.
+            let by_status = match requests.get_mut(route) {
+                Some(by_status) => by_status,
+                None => requests.entry(route.to_owned()).or_default(),
+            };
+            *by_status.entry(status).or_insert(0) += 1;
         }
         if let Some(i) = AUTH_OUTCOMES.iter().position(|o| *o == auth_outcome) {
             self.auth[i].fetch_add(1, Ordering::Relaxed);
@@ -104,12 +109,14 @@ impl Metrics {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
-            for ((route, status), count) in requests.iter() {
-                let _ = writeln!(
-                    out,
-                    "krill_requests_total{{route=\"{}\",status=\"{status}\"}} {count}",
-                    escape(route)
-                );
+            for (route, by_status) in requests.iter() {
+                for (status, count) in by_status {
+                    let _ = writeln!(
+                        out,
+                        "krill_requests_total{{route=\"{}\",status=\"{status}\"}} {count}",
+                        escape(route)
+                    );
+                }
             }
         }
 
@@ -227,10 +234,9 @@ mod tests {
     #[test]
     fn renders_counters_with_bounded_labels() {
         let m = Metrics::default();
-        let route: Arc<str> = Arc::from("/api/nodes/{id}");
-        m.record_request(&route, 200, "granted");
-        m.record_request(&route, 200, "granted");
-        m.record_request(&Arc::from(ROUTE_REFUSED), 401, "invalid_api_key");
+        m.record_request("/api/nodes/{id}", 200, "granted");
+        m.record_request("/api/nodes/{id}", 200, "granted");
+        m.record_request(ROUTE_REFUSED, 401, "invalid_api_key");
         Metrics::bump(&m.key_reloads);
         let text = m.render(Gauges::default());
         assert!(text.contains("krill_requests_total{route=\"/api/nodes/{id}\",status=\"200\"} 2"));

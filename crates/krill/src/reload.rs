@@ -5,6 +5,7 @@
 //! back to accepting anything, or nothing.
 
 use crate::key::file as key_file;
+use crate::metrics::Metrics;
 use crate::routes::AppState;
 use crate::settings::EtcLayout;
 use crate::tls::Identity;
@@ -15,6 +16,7 @@ pub fn reload_key(state: &AppState, layout: &EtcLayout) -> bool {
     match key_file::read(&path) {
         Ok(key) => {
             state.key.replace(key);
+            Metrics::bump(&state.metrics.key_reloads);
             tracing::info!(file = %path.display(), trigger = "SIGHUP", "API key reloaded");
             for warning in key_file::exposure_warnings(&path) {
                 tracing::warn!("{warning}");
@@ -22,6 +24,7 @@ pub fn reload_key(state: &AppState, layout: &EtcLayout) -> bool {
             true
         }
         Err(e) => {
+            Metrics::bump(&state.metrics.key_reload_failures);
             tracing::error!("keeping the current API key: {e}");
             false
         }
@@ -37,10 +40,12 @@ pub fn reload_certs(state: &AppState, layout: &EtcLayout) -> bool {
     match Identity::load(layout) {
         Ok(identity) => {
             slot.replace(identity);
+            Metrics::bump(&state.metrics.cert_reloads);
             tracing::info!(file = %layout.cert_file().display(), "TLS certificate reloaded");
             true
         }
         Err(e) => {
+            Metrics::bump(&state.metrics.cert_reload_failures);
             tracing::error!("keeping the current TLS certificate: {e}");
             false
         }

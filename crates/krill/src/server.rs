@@ -1,7 +1,7 @@
-//! `krill serve`: the listener, TLS, HTTP/1.1 and HTTP/2, the auth gate in
-//! front of the router, signals and graceful shutdown.
+//! `krill serve`: loading what the server needs, the listener, signals,
+//! and an orderly stop. One connection's life is in [`crate::connection`];
+//! what each request passes through is in [`crate::gate`].
 
-use std::convert::Infallible;
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -9,42 +9,31 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{Request, Response};
-use axum::Router;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
-use crate::auth::{self, Verdict};
+use crate::connection::{self, Shared};
+use crate::gate::Gate;
 use crate::key::file::{self as key_file, KeyFileError};
+use crate::metrics::Metrics;
 use crate::pidfile::{self, PidFile};
 use crate::routes::{self, AppState};
-use crate::settings::EtcLayout;
+use crate::settings::{EtcLayout, Limits};
 use crate::slot::Slot;
 use crate::store::config as store_config;
 use crate::store::{Store, StoreError};
+use crate::throttle::{Throttle, ThrottlePolicy, Transition};
 use crate::tls::{self, CertSlot, Identity, TlsError};
-use crate::{access_log, reload, watch};
+use crate::{reload, watch as key_watch};
 
-/// How long a client may take to send its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request head (request line and headers) accepted.
-const MAX_HEADER_BYTES: usize = 32 * 1024;
-/// Concurrent HTTP/2 streams per connection.
-const MAX_H2_STREAMS: u32 = 128;
 /// How long requests in flight get to finish on SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// The first byte of every TLS connection (a handshake record).
-const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+/// How often ended throttle blocks are logged.
+const THROTTLE_SWEEP: Duration = Duration::from_secs(1);
+/// At most one "connection limit reached" warning per this long.
+const LIMIT_WARNING_EVERY: Duration = Duration::from_secs(60);
 
 /// What `krill serve` needs to know.
 #[derive(Debug, Clone)]
@@ -56,6 +45,7 @@ pub struct ServeOptions {
     /// falls back to IPv4).
     pub listen_is_default: bool,
     pub tls: bool,
+    pub limits: Limits,
 }
 
 /// Why the server could not start.
@@ -76,11 +66,23 @@ impl fmt::Display for ServeError {
             ServeError::Tls(e) => e.fmt(f),
             ServeError::TlsConfig(e) => write!(f, "cannot set up TLS: {e}"),
             ServeError::Store(e) => e.fmt(f),
-            ServeError::Bind(addr, e) => write!(
-                f,
-                "cannot listen on {addr}: {e}; another program may hold that port, so \
-                 choose another with --listen (or KRILL_LISTEN, or `listen` in krill.toml)"
-            ),
+            ServeError::Bind(addr, e) => {
+                let why = match e.raw_os_error() {
+                    Some(libc::EADDRINUSE) => "another program already listens on that port",
+                    Some(libc::EACCES) => {
+                        "ports below 1024 need root or CAP_NET_BIND_SERVICE; use a higher port"
+                    }
+                    Some(libc::EADDRNOTAVAIL) => {
+                        "no network interface of this machine has that address"
+                    }
+                    _ => "the system refused it",
+                };
+                write!(
+                    f,
+                    "cannot listen on {addr}: {e} ({why}); choose the address with --listen \
+                     (or KRILL_LISTEN, or `listen` in krill.toml)"
+                )
+            }
             ServeError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
         }
     }
@@ -130,11 +132,15 @@ impl Server {
             .call_blocking(|c| store_config::load(c))
             .map_err(ServeError::Store)?;
         let listener = listen(options.listen, options.listen_is_default).await?;
+        let policy =
+            ThrottlePolicy::new(&config.auth_throttle, options.limits.max_tracked_addresses);
         let state = AppState {
             key: Arc::new(Slot::new(key)),
             certs,
             store,
             config: Arc::new(Slot::new(config)),
+            metrics: Arc::new(Metrics::default()),
+            throttle: Arc::new(Throttle::new(policy)),
             started: Instant::now(),
         };
         Ok(Server {
@@ -176,26 +182,51 @@ impl Server {
                 None
             }
         };
-        let watcher = watch::spawn(state.clone(), options.layout.key_file());
+        let watcher = key_watch::spawn(state.clone(), options.layout.key_file());
+        let sweeper = tokio::spawn(sweep_throttle(state.clone()));
         tracing::info!(address = %local, tls = acceptor.is_some(), "listening");
         notify_service_manager(sd_notify::NotifyState::Ready);
 
+        let (stop, shutdown) = watch::channel(false);
+        let limits = options.limits.clone();
         let shared = Arc::new(Shared {
-            router: routes::router(state.clone()),
-            state: state.clone(),
-            http: http_builder(),
+            gate: Gate {
+                router: routes::router(state.clone()),
+                state: state.clone(),
+                limits: limits.clone(),
+            },
+            http: connection::http_builder(&limits),
             acceptor,
+            shutdown,
         });
-        let graceful = GracefulShutdown::new();
+        // One permit per open connection: the limit, and on shutdown the
+        // way to wait until every connection has ended.
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let mut last_limit_warning: Option<Instant> = None;
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
                         // Dual-stack sockets report IPv4 peers as ::ffff:a.b.c.d.
                         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-                        let shared = Arc::clone(&shared);
-                        let watcher = graceful.watcher();
-                        tokio::spawn(serve_connection(shared, tcp, peer, watcher));
+                        match Arc::clone(&slots).try_acquire_owned() {
+                            Ok(permit) => {
+                                tokio::spawn(connection::serve(Arc::clone(&shared), tcp, peer, permit));
+                            }
+                            Err(_) => {
+                                Metrics::bump(&state.metrics.connections_refused);
+                                if last_limit_warning.is_none_or(|t| t.elapsed() > LIMIT_WARNING_EVERY) {
+                                    last_limit_warning = Some(Instant::now());
+                                    tracing::warn!(
+                                        limit = limits.max_connections,
+                                        "connection limit reached: closing new connections at \
+                                         once (raise limits.max_connections in krill.toml if \
+                                         this is legitimate load)"
+                                    );
+                                }
+                                drop(tcp);
+                            }
+                        }
                     }
                     Err(e) => {
                         // Out of descriptors and the like: survive, retry.
@@ -213,12 +244,19 @@ impl Server {
         drop(listener);
         notify_service_manager(sd_notify::NotifyState::Stopping);
         watcher.abort();
+        sweeper.abort();
         drop(pid_file);
         tracing::info!("stopping: no new connections, finishing requests in flight");
-        tokio::select! {
-            () = graceful.shutdown() => tracing::info!("stopped"),
-            () = tokio::time::sleep(SHUTDOWN_GRACE) => {
-                tracing::warn!("stopped with requests still in flight after {SHUTDOWN_GRACE:?}");
+        let _ = stop.send(true);
+        let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+        match tokio::time::timeout(SHUTDOWN_GRACE, slots.acquire_many(all)).await {
+            Ok(_) => tracing::info!("stopped"),
+            Err(_) => {
+                let open = limits.max_connections - slots.available_permits();
+                tracing::warn!(
+                    "stopped with {open} connection(s) still open after {SHUTDOWN_GRACE:?}; \
+                     they were dropped"
+                );
             }
         }
         Ok(())
@@ -232,6 +270,23 @@ impl Server {
 fn notify_service_manager(state: sd_notify::NotifyState<'_>) {
     if let Err(e) = sd_notify::notify(false, &[state]) {
         tracing::warn!(error = %e, "cannot notify systemd (NOTIFY_SOCKET)");
+    }
+}
+
+/// Logs the end of throttle blocks (and forgets quiet addresses).
+async fn sweep_throttle(state: AppState) {
+    let mut ticks = tokio::time::interval(THROTTLE_SWEEP);
+    loop {
+        ticks.tick().await;
+        for ended in state.throttle.sweep(Instant::now()) {
+            if let Transition::Ended { source } = ended {
+                tracing::info!(
+                    target: crate::access_log::TARGET,
+                    source = %source,
+                    "throttle block ended: this address's keys are checked again"
+                );
+            }
+        }
     }
 }
 
@@ -249,112 +304,6 @@ async fn listen(addr: SocketAddr, is_default: bool) -> Result<TcpListener, Serve
         }
         Err(e) => Err(ServeError::Bind(addr, e)),
     }
-}
-
-/// What every connection task shares.
-struct Shared {
-    router: Router,
-    state: AppState,
-    http: auto::Builder<TokioExecutor>,
-    acceptor: Option<TlsAcceptor>,
-}
-
-fn http_builder() -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BYTES);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_H2_STREAMS)
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
-    builder
-}
-
-async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, watcher: Watcher) {
-    let _ = tcp.set_nodelay(true);
-    let Some(acceptor) = shared.acceptor.clone() else {
-        serve_http(shared, tcp, peer, watcher).await;
-        return;
-    };
-
-    // A client speaking plain HTTP to the TLS port gets a short answer and
-    // a closed connection instead of a hang.
-    let mut first = [0u8; 1];
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
-        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
-        Ok(Ok(1)) => return refuse_plain_http(tcp, peer).await,
-        _ => return,
-    }
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(stream)) => serve_http(shared, stream, peer, watcher).await,
-        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-    }
-}
-
-async fn serve_http<IO>(shared: Arc<Shared>, io: IO, peer: SocketAddr, watcher: Watcher)
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let service_state = Arc::clone(&shared);
-    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let shared = Arc::clone(&service_state);
-        async move { Ok::<_, Infallible>(gate(&shared, request, peer).await) }
-    });
-    let connection = shared
-        .http
-        .serve_connection(TokioIo::new(io), service)
-        .into_owned();
-    if let Err(e) = watcher.watch(connection).await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
-    }
-}
-
-/// The auth check, in front of routing: a request without the key never
-/// reaches the router.
-async fn gate(shared: &Shared, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let verdict = auth::check_request(&request, &shared.state.key.current());
-    let response = match verdict {
-        Verdict::Denied(denial) => auth::unauthorized(denial),
-        Verdict::Public | Verdict::Granted => {
-            let request = request.map(Body::new);
-            match shared.router.clone().oneshot(request).await {
-                Ok(response) => response,
-                Err(never) => match never {},
-            }
-        }
-    };
-    access_log::record(
-        &method,
-        &path,
-        response.status(),
-        started.elapsed(),
-        peer,
-        verdict,
-    );
-    response
-}
-
-async fn refuse_plain_http(mut tcp: TcpStream, peer: SocketAddr) {
-    const BODY: &str = "This port speaks HTTPS. Use https:// in the URL.\n";
-    let answer = format!(
-        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{BODY}",
-        BODY.len()
-    );
-    tracing::debug!(%peer, "plain HTTP on the TLS port refused");
-    let write = async {
-        tcp.write_all(answer.as_bytes()).await?;
-        tcp.shutdown().await
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(2), write).await;
 }
 
 /// What a signal asks of the server.

@@ -6,8 +6,9 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -76,6 +77,117 @@ pub struct SettingsFile {
     pub tls: Option<bool>,
     /// Where the node store lives.
     pub data_dir: Option<PathBuf>,
+    /// Limits on clients (`[limits]`).
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// How much a client may take: timeouts, sizes, counts (`[limits]` in
+/// `krill.toml`; read at start). The defaults suit a Raspberry Pi serving a
+/// household; each has a range checked at start.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Seconds a client may take to finish its TLS handshake (1-300).
+    pub handshake_timeout_secs: u64,
+    /// Seconds a client may take to send a request's headers, and the most
+    /// a new connection may stay silent before its first request (1-300).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a keep-alive connection may stay idle between requests
+    /// (1-3600).
+    pub idle_timeout_secs: u64,
+    /// Connections open at once; more are closed as soon as accepted
+    /// (1-1000000).
+    pub max_connections: usize,
+    /// Largest request head, request line and headers, in bytes
+    /// (8192-1048576).
+    pub max_header_bytes: usize,
+    /// Largest request body, in bytes (1024-67108864).
+    pub max_body_bytes: usize,
+    /// Concurrent HTTP/2 streams per connection (1-10000).
+    pub h2_max_concurrent_streams: u32,
+    /// Client addresses the failed-key throttle remembers at most
+    /// (16-1000000).
+    pub max_tracked_addresses: usize,
+    /// Reverse proxies whose `X-Forwarded-For` is believed. Empty: the
+    /// header is ignored and the TCP peer is the client.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            handshake_timeout_secs: 10,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 1024,
+            max_header_bytes: 32 * 1024,
+            max_body_bytes: 256 * 1024,
+            h2_max_concurrent_streams: 128,
+            max_tracked_addresses: 10_000,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl Limits {
+    /// Checks each value is in its range; the message names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        let check = |name: &str, value: u64, low: u64, high: u64| {
+            if (low..=high).contains(&value) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "limits.{name} = {value} is outside {low} to {high}"
+                ))
+            }
+        };
+        check(
+            "handshake_timeout_secs",
+            self.handshake_timeout_secs,
+            1,
+            300,
+        )?;
+        check(
+            "header_read_timeout_secs",
+            self.header_read_timeout_secs,
+            1,
+            300,
+        )?;
+        check("idle_timeout_secs", self.idle_timeout_secs, 1, 3600)?;
+        check("max_connections", self.max_connections as u64, 1, 1_000_000)?;
+        check(
+            "max_header_bytes",
+            self.max_header_bytes as u64,
+            8192,
+            1 << 20,
+        )?;
+        check("max_body_bytes", self.max_body_bytes as u64, 1024, 64 << 20)?;
+        check(
+            "h2_max_concurrent_streams",
+            u64::from(self.h2_max_concurrent_streams),
+            1,
+            10_000,
+        )?;
+        check(
+            "max_tracked_addresses",
+            self.max_tracked_addresses as u64,
+            16,
+            1_000_000,
+        )
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
 }
 
 /// A `krill.toml` that exists but cannot be used.
@@ -116,6 +228,7 @@ impl SettingsFile {
         let text = String::from_utf8(bytes).map_err(|_| error("it is not UTF-8 text".into()))?;
         let file: SettingsFile = toml::from_str(&text)
             .map_err(|e| error(e.to_string().trim_end().replace('\n', " ")))?;
+        file.limits.validate().map_err(error)?;
         if let Some(dir) = &file.data_dir {
             if !dir.is_absolute() {
                 return Err(error(format!(
@@ -158,6 +271,21 @@ mod tests {
             let err = SettingsFile::load(&layout).unwrap_err().to_string();
             assert!(err.contains("absolute"), "{err}");
         }
+    }
+
+    #[test]
+    fn limits_have_defaults_and_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = EtcLayout::new(dir.path());
+        std::fs::write(layout.settings_file(), "[limits]\nmax_connections = 50\n").unwrap();
+        let file = SettingsFile::load(&layout).unwrap();
+        assert_eq!(file.limits.max_connections, 50);
+        assert_eq!(file.limits.idle_timeout_secs, 60);
+        std::fs::write(layout.settings_file(), "[limits]\nmax_header_bytes = 10\n").unwrap();
+        let err = SettingsFile::load(&layout).unwrap_err().to_string();
+        assert!(err.contains("limits.max_header_bytes"), "{err}");
+        std::fs::write(layout.settings_file(), "[limits]\nidle = 3\n").unwrap();
+        assert!(SettingsFile::load(&layout).is_err());
     }
 
     #[test]

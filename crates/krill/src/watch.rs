@@ -132,6 +132,7 @@ fn apply(
         }
         Ok(key) => {
             state.key.replace(key);
+            crate::metrics::Metrics::bump(&state.metrics.key_reloads);
             tracing::info!(file = %path.display(), trigger = "file change", "API key reloaded");
             for warning in key_file::exposure_warnings(path) {
                 tracing::warn!("{warning}");
@@ -141,6 +142,7 @@ fn apply(
             tracing::error!("keeping the current API key: {e}");
         }
         Err(e) => {
+            crate::metrics::Metrics::bump(&state.metrics.key_reload_failures);
             tracing::error!(
                 "the key file changed but cannot be used; keeping the current API key: {e}"
             );

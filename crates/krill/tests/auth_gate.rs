@@ -177,6 +177,7 @@ const SPELLINGS: &[&str] = &[
 async fn no_spelling_of_a_path_gets_past_the_gate_without_the_key() {
     let install = Install::new();
     let server = install.start();
+    server.relax_throttle(&install.key()).await;
     let client = server.client();
     let mut bodies = std::collections::BTreeSet::new();
     for target in SPELLINGS {
@@ -190,7 +191,11 @@ async fn no_spelling_of_a_path_gets_past_the_gate_without_the_key() {
             bodies.insert(answer.body.clone());
         }
         let answer = client.h1("GET", target, &[("X-API-Key", "wrong")]).await;
-        assert_ne!(answer.status / 100, 2, "GET {target} with a wrong key");
+        assert!(
+            matches!(answer.status, 400 | 401 | 404),
+            "GET {target} with a wrong key answered {}",
+            answer.status
+        );
     }
     // One 401 body for every path: nothing tells routes apart.
     assert_eq!(bodies.len(), 1, "401 bodies differ between paths");

@@ -120,7 +120,7 @@ async fn rotation_while_a_client_keeps_sending_requests() {
         let until = rotated_at.get(i + 1).copied();
         for request in sent
             .iter()
-            .filter(|r| r.at > *seen && until.map_or(true, |u| r.at < u))
+            .filter(|r| r.at > *seen && until.is_none_or(|u| r.at < u))
         {
             let expected = if &request.key == current { 200 } else { 401 };
             assert!(

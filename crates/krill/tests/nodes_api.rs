@@ -656,7 +656,7 @@ async fn config_has_defaults_changes_by_patch_and_survives_a_restart() {
         config.json(),
         json!({
             "display_name": "Krill",
-            "auth_throttle": {"max_failures": 10, "window_seconds": 60, "backoff_seconds": 300}
+            "auth_throttle": {"max_failures": 10, "window_seconds": 60, "backoff_seconds": 300, "max_backoff_seconds": 3600}
         })
     );
     support::assert_no_secret(&config.text(), &install.key(), "GET /api/config");
@@ -666,7 +666,7 @@ async fn config_has_defaults_changes_by_patch_and_survives_a_restart() {
     assert_eq!(changed.status, 200, "{}", changed.text());
     let expected = json!({
         "display_name": "Greenhouse",
-        "auth_throttle": {"max_failures": 5, "window_seconds": 60, "backoff_seconds": 300}
+        "auth_throttle": {"max_failures": 5, "window_seconds": 60, "backoff_seconds": 300, "max_backoff_seconds": 3600}
     });
     assert_eq!(changed.json(), expected);
     let merge_patch = api

@@ -4,7 +4,8 @@
 //! A JSON body must:
 //! - be sent with `Content-Type: application/json` (a `charset` parameter,
 //!   if any, must be `utf-8`), else 415 `unsupported_media_type`;
-//! - be at most [`MAX_BODY_BYTES`], else 413 `payload_too_large` (checked on
+//! - be at most the body limit (`limits.max_body_bytes`, default
+//!   [`MAX_BODY_BYTES`]), else 413 `payload_too_large` (checked on
 //!   `Content-Length` first, then while reading, so a lying or absent length
 //!   does not help);
 //! - be one well-formed JSON value, else 400 `malformed_json`;
@@ -69,15 +70,19 @@ pub async fn read_json<T: DeserializeOwned>(
     accepted: &[&str],
 ) -> Result<T, ApiError> {
     check_content_type(request.headers(), accepted)?;
+    let limit = request
+        .extensions()
+        .get::<super::BodyLimit>()
+        .map_or(MAX_BODY_BYTES, |l| l.0);
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large(limit));
     }
-    let bytes = read_limited(request.into_body(), MAX_BODY_BYTES).await?;
+    let bytes = read_limited(request.into_body(), limit).await?;
     parse_json(&bytes)
 }
 
@@ -136,7 +141,7 @@ fn check_content_type(headers: &HeaderMap, accepted: &[&str]) -> Result<(), ApiE
 async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes().to_vec()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
         Err(_) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "body_unreadable",
@@ -145,11 +150,11 @@ async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     }
 }
 
-fn too_large() -> ApiError {
+fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
-        format!("the body is larger than the limit of {MAX_BODY_BYTES} bytes"),
+        format!("the body is larger than the limit of {limit} bytes"),
     )
 }
 

@@ -9,6 +9,7 @@ use super::body::MergePatch;
 use super::{ApiError, AppState};
 use crate::config::Config;
 use crate::store::config as stored;
+use crate::throttle::ThrottlePolicy;
 
 /// `GET /api/config`: the current settings, every field present.
 pub async fn get(State(state): State<AppState>) -> Json<Config> {
@@ -22,9 +23,17 @@ pub async fn patch(
     MergePatch(patch): MergePatch<Value>,
 ) -> Result<Json<Config>, ApiError> {
     let slot = state.config.clone();
+    let throttle = state.throttle.clone();
     let result = state
         .store
-        .call(move |c| stored::patch(c, &patch, |config| slot.replace(config.clone())))
+        .call(move |c| {
+            stored::patch(c, &patch, |config| {
+                // Takes effect at once, like the rest of the settings.
+                let max_tracked = throttle.policy().max_tracked;
+                throttle.set_policy(ThrottlePolicy::new(&config.auth_throttle, max_tracked));
+                slot.replace(config.clone());
+            })
+        })
         .await?;
     match result {
         Ok(config) => Ok(Json(config)),

@@ -13,6 +13,7 @@
 pub mod body;
 pub mod config;
 pub mod health;
+pub mod metrics;
 pub mod nodes;
 pub mod openapi;
 pub mod trust;
@@ -44,14 +45,26 @@ pub struct AppState {
     /// The runtime settings, mirroring the store; replaced on every
     /// successful `PATCH /api/config`.
     pub config: Arc<Slot<Config>>,
+    /// Counters for `GET /api/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The failed-key throttle, consulted by the gate.
+    pub throttle: Arc<crate::throttle::Throttle>,
     pub started: Instant,
 }
+
+/// The largest request body handlers read, in bytes (`limits.max_body_bytes`
+/// in `krill.toml`). The gate puts it in each request's extensions; without
+/// it, [`body::MAX_BODY_BYTES`] applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimit(pub usize);
 
 /// Builds the router. Tests can drive it without a socket; the server wraps
 /// it in the auth check.
 pub fn router(state: AppState) -> Router {
     table()
         .router
+        // Lets the gate count requests by route template, a bounded set.
+        .route_layer(axum::middleware::from_fn(tag_matched_path))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -76,6 +89,7 @@ fn table() -> RouteTable {
         .add(Method::GET, "/api/config", config::get)
         .add(Method::PATCH, "/api/config", config::patch)
         .add(Method::GET, "/api/openapi.json", openapi::get)
+        .add(Method::GET, "/api/metrics", metrics::get)
 }
 
 /// A router that remembers what was added to it.
@@ -104,6 +118,22 @@ impl RouteTable {
         self.routes.push((method, path));
         self
     }
+}
+
+/// Copies the matched route template into the response's extensions.
+async fn tag_matched_path(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let matched = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .cloned();
+    let mut response = next.run(request).await;
+    if let Some(matched) = matched {
+        response.extensions_mut().insert(matched);
+    }
+    response
 }
 
 /// A JSON error answer: `{"error": label, "message": sentence}`.

@@ -83,6 +83,11 @@ impl Install {
         cmd
     }
 
+    /// Writes `ETC_DIR/krill.toml`.
+    pub fn write_settings(&self, toml: &str) {
+        fs::write(self.etc.join("krill.toml"), toml).unwrap();
+    }
+
     pub fn key_path(&self) -> PathBuf {
         self.etc.join("credentials/api_key")
     }
@@ -102,9 +107,16 @@ impl Install {
     /// Replaces the key file's bytes as an admin's shell would (no atomic
     /// rename; mode kept writable for the test).
     pub fn write_key_file(&self, bytes: &[u8]) {
+        use std::os::unix::fs::MetadataExt;
         let path = self.key_path();
+        // Keep the owner, as `tee` into the existing file would (it matters
+        // where a `krill` user exists and `init` gave the file to it).
+        let owner = fs::metadata(&path).ok().map(|m| (m.uid(), m.gid()));
         let _ = fs::remove_file(&path);
         fs::write(&path, bytes).unwrap();
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+        }
     }
 
     /// Starts `krill serve` on 127.0.0.1 with a free port and waits until
@@ -248,6 +260,22 @@ impl TestServer {
         let _ = self.child.wait();
     }
 
+    /// Raises the failed-key threshold so a test that sends many wrong keys
+    /// on purpose is not throttled (`PATCH /api/config`).
+    pub async fn relax_throttle(&self, key: &str) {
+        let body = br#"{"auth_throttle": {"max_failures": 10000}}"#;
+        let answer = self
+            .client()
+            .h2(
+                "PATCH",
+                "/api/config",
+                &[("x-api-key", key), ("content-type", "application/json")],
+                body,
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+
     /// A client trusting only this server's certificate.
     pub fn client(&self) -> TestClient {
         TestClient::new(self.addr, &self.cert_path)
@@ -331,6 +359,40 @@ impl TestClient {
     /// Opens a TLS connection offering the given ALPN protocols.
     pub async fn connect(&self, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
         let tcp = TcpStream::connect(self.addr).await.unwrap();
+        self.handshake(tcp, alpn).await
+    }
+
+    /// Opens a TLS connection from another loopback address (e.g.
+    /// 127.0.0.2), so the server sees a different client.
+    pub async fn connect_from(
+        &self,
+        local: std::net::IpAddr,
+        alpn: &[&[u8]],
+    ) -> TlsStream<TcpStream> {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(local, 0)).unwrap();
+        let tcp = socket.connect(self.addr).await.unwrap();
+        self.handshake(tcp, alpn).await
+    }
+
+    /// An HTTP/1.1 request sent from another loopback address.
+    pub async fn h1_from(
+        &self,
+        local: std::net::IpAddr,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut tls = self.connect_from(local, &[b"http/1.1"]).await;
+        tls.write_all(request_head(method, target, headers).as_bytes())
+            .await
+            .unwrap();
+        let mut bytes = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut bytes)).await;
+        parse_http1(&bytes)
+    }
+
+    async fn handshake(&self, tcp: TcpStream, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
         let connector = TlsConnector::from(self.config(alpn));
         let name = ServerName::try_from("localhost").unwrap();
         connector.connect(name, tcp).await.unwrap()
@@ -403,13 +465,8 @@ impl TestClient {
 
     /// An HTTP/1.1 request with the exact request target `target`.
     pub async fn h1(&self, method: &str, target: &str, headers: &[(&str, &str)]) -> Answer {
-        let mut request =
-            format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        self.raw(request.as_bytes()).await
+        self.raw(request_head(method, target, headers).as_bytes())
+            .await
     }
 
     /// GET over HTTP/1.1.
@@ -466,6 +523,17 @@ impl TestClient {
             body,
         }
     }
+}
+
+/// An HTTP/1.1 request head with `Connection: close`.
+pub fn request_head(method: &str, target: &str, headers: &[(&str, &str)]) -> String {
+    let mut request =
+        format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request
 }
 
 /// Parses one HTTP/1.1 response (head, then a Content-Length or
