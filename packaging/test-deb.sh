@@ -221,11 +221,37 @@ static_checks() {
     done
     check "krill.toml is a conffile" \
         bash -c "dpkg-deb --ctrl-tarfile '$DEB1' | tar -xO ./conffiles | grep -qx /etc/krill/krill.toml"
+    check "every setting krill.toml shows, uncommented, is accepted by krill serve" \
+        default_settings_are_valid
     local program
     for program in krill krillc; do
         check "$program.1 describes exactly the subcommands of $program --help" \
             man_page_is_complete "$program"
     done
+}
+
+# The default krill.toml shows each setting as a commented line. With all
+# of them uncommented the server must still start: no unknown name, no
+# value out of range, so the file documents exactly what the server reads.
+default_settings_are_valid() {
+    local dir=$WORK/settings port='' pid _
+    mkdir -p "$dir/etc"
+    sed -n 's/^#\([a-z0-9_]* = .*\)$/\1/p; s/^#\(\[[a-z]*\]\)$/\1/p' "$PKG_DIR/krill.toml" \
+        >"$dir/etc/krill.toml"
+    grep -q '^\[limits\]$' "$dir/etc/krill.toml" || return 1
+    "$REPO/target/release/krill" --etc-dir "$dir/etc" --data-dir "$dir/data" init >/dev/null || return 1
+    "$REPO/target/release/krill" --etc-dir "$dir/etc" --data-dir "$dir/data" \
+        serve --listen 127.0.0.1:0 >/dev/null 2>"$dir/log" &
+    pid=$!
+    for _ in $(seq 1 50); do
+        port=$(sed -n 's/.*listening address=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$dir/log")
+        [ -n "$port" ] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    [ -n "$port" ] || { sed 's/^/  serve: /' "$dir/log"; return 1; }
 }
 
 # A man page's COMMANDS section and the program's --help list the same
