@@ -185,6 +185,7 @@ impl Server {
         let watcher = key_watch::spawn(state.clone(), options.layout.key_file());
         let sweeper = tokio::spawn(sweep_throttle(state.clone()));
         tracing::info!(address = %local, tls = acceptor.is_some(), "listening");
+        notify_service_manager(sd_notify::NotifyState::Ready);
 
         let (stop, shutdown) = watch::channel(false);
         let limits = options.limits.clone();
@@ -241,6 +242,7 @@ impl Server {
         }
 
         drop(listener);
+        notify_service_manager(sd_notify::NotifyState::Stopping);
         watcher.abort();
         sweeper.abort();
         drop(pid_file);
@@ -258,6 +260,16 @@ impl Server {
             }
         }
         Ok(())
+    }
+}
+
+/// Tells systemd (`Type=notify` in `krill.service`) about a state change.
+/// Does nothing when `NOTIFY_SOCKET` is unset, i.e. outside systemd. A
+/// failed notification is logged, not fatal: systemd then times the start
+/// out, which says more than a server that refuses to run.
+fn notify_service_manager(state: sd_notify::NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(false, &[state]) {
+        tracing::warn!(error = %e, "cannot notify systemd (NOTIFY_SOCKET)");
     }
 }
 
