@@ -46,7 +46,8 @@ impl Default for Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthThrottle {
-    /// 1 to 10,000; default 10.
+    /// 1 to 1,000,000,000 (a huge value turns throttling off in
+    /// practice, e.g. behind a proxy that limits on its own); default 10.
     pub max_failures: u32,
     /// 1 to 86,400; default 60.
     pub window_seconds: u32,
@@ -131,7 +132,7 @@ impl Config {
             });
         }
         let t = &self.auth_throttle;
-        in_range("auth_throttle.max_failures", t.max_failures, 1, 10_000)?;
+        in_range("auth_throttle.max_failures", t.max_failures, 1, 1_000_000_000)?;
         in_range("auth_throttle.window_seconds", t.window_seconds, 1, 86_400)?;
         in_range(
             "auth_throttle.backoff_seconds",
