@@ -132,7 +132,12 @@ impl Config {
             });
         }
         let t = &self.auth_throttle;
-        in_range("auth_throttle.max_failures", t.max_failures, 1, 1_000_000_000)?;
+        in_range(
+            "auth_throttle.max_failures",
+            t.max_failures,
+            1,
+            1_000_000_000,
+        )?;
         in_range("auth_throttle.window_seconds", t.window_seconds, 1, 86_400)?;
         in_range(
             "auth_throttle.backoff_seconds",
