@@ -421,27 +421,7 @@ fn check_run_by_a_user_who_cannot_read_the_key_says_so_and_asks_for_sudo() {
     // Root reads every file, so as root the check runs as `nobody`
     // (through setpriv); as another user, the file is made unreadable.
     let install = Install::new();
-    let mut cmd = if nix::unistd::Uid::effective().is_root() {
-        for dir in [install.dir.path(), &install.etc] {
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        fs::set_permissions(
-            install.etc.join("credentials"),
-            fs::Permissions::from_mode(0o711),
-        )
-        .unwrap();
-        let mut cmd = Command::new("setpriv");
-        cmd.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            support::krill_bin(),
-        ]);
-        cmd
-    } else {
-        fs::set_permissions(install.key_path(), fs::Permissions::from_mode(0o000)).unwrap();
-        Command::new(support::krill_bin())
-    };
+    let mut cmd = install.krill_unable_to_read_key(0o711);
     let out = cmd
         .args(["key", "check", "--etc-dir"])
         .arg(&install.etc)

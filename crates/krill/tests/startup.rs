@@ -135,26 +135,7 @@ fn a_key_file_the_server_user_cannot_read_is_refused() {
     // Root reads every file, so the server runs as `nobody` here (through
     // setpriv) when the tests run as root, and as the test user otherwise.
     let install = Install::new();
-    let mut cmd = if nix::unistd::Uid::effective().is_root() {
-        for dir in [
-            install.dir.path(),
-            &install.etc,
-            &install.etc.join("credentials"),
-        ] {
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        let mut cmd = Command::new("setpriv");
-        cmd.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            support::krill_bin(),
-        ]);
-        cmd
-    } else {
-        fs::set_permissions(install.key_path(), fs::Permissions::from_mode(0o000)).unwrap();
-        Command::new(support::krill_bin())
-    };
+    let mut cmd = install.krill_unable_to_read_key(0o755);
     let out = cmd
         .args(["serve", "--listen", "127.0.0.1:0", "--etc-dir"])
         .arg(&install.etc)

@@ -56,6 +56,14 @@ pub enum KeySource {
 /// `krill key generate`: a new random key replaces the old one (whose bytes
 /// are overwritten). Prints the key once to stdout.
 pub fn generate(layout: &EtcLayout) -> Result<()> {
+    write_new_key(layout)?;
+    eprintln!("{}", RUNNING_SERVER_NOTE);
+    Ok(())
+}
+
+/// Makes, installs and prints a new random key (the common part of
+/// `generate` and `rotate`).
+fn write_new_key(layout: &EtcLayout) -> Result<()> {
     let key = ApiKey::generate();
     install(layout, &key)?;
     print_key(&key)?;
@@ -63,19 +71,12 @@ pub fn generate(layout: &EtcLayout) -> Result<()> {
         "krill: wrote a new API key to {} (the old key's bytes were overwritten)",
         layout.key_file().display()
     );
-    eprintln!("{}", RUNNING_SERVER_NOTE);
     Ok(())
 }
 
 /// `krill key rotate`: generate, then tell the running server to reload.
 pub fn rotate(layout: &EtcLayout, data_dir: &Path) -> Result<()> {
-    let key = ApiKey::generate();
-    install(layout, &key)?;
-    print_key(&key)?;
-    eprintln!(
-        "krill: wrote a new API key to {} (the old key's bytes were overwritten)",
-        layout.key_file().display()
-    );
+    write_new_key(layout)?;
     eprintln!("krill: {}", notify_server(data_dir));
     Ok(())
 }

@@ -88,6 +88,32 @@ impl Install {
         fs::write(self.etc.join("krill.toml"), toml).unwrap();
     }
 
+    /// A bare `krill` command (no directory flags) that cannot read the key
+    /// file: run as `nobody` through setpriv when the tests run as root
+    /// (root reads every file), with the temp dirs opened up so `nobody` can
+    /// reach the file and `credentials_mode` on its directory; otherwise
+    /// as the test user with the key file's mode set to 0.
+    pub fn krill_unable_to_read_key(&self, credentials_mode: u32) -> Command {
+        use std::os::unix::fs::PermissionsExt;
+        if !nix::unistd::Uid::effective().is_root() {
+            fs::set_permissions(self.key_path(), fs::Permissions::from_mode(0o000)).unwrap();
+            return Command::new(krill_bin());
+        }
+        for dir in [self.dir.path(), &self.etc] {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let credentials = self.etc.join("credentials");
+        fs::set_permissions(credentials, fs::Permissions::from_mode(credentials_mode)).unwrap();
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            krill_bin(),
+        ]);
+        cmd
+    }
+
     pub fn key_path(&self) -> PathBuf {
         self.etc.join("credentials/api_key")
     }
