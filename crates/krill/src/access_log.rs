@@ -19,6 +19,21 @@ use crate::gate::Outcome;
 /// (`KRILL_LOG=krill::access=warn`).
 pub const TARGET: &str = "krill::access";
 
+/// The longest path logged whole; longer ones are cut, with their length
+/// noted, so a client cannot fill the journal with 30 KiB paths.
+pub const MAX_LOGGED_PATH: usize = 256;
+
+fn shortened(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.len() <= MAX_LOGGED_PATH {
+        return path.into();
+    }
+    let mut end = MAX_LOGGED_PATH;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...({} bytes)", &path[..end], path.len()).into()
+}
+
 /// Writes the line for one request. `client` is the address a trusted
 /// proxy forwarded for, if any.
 pub fn record(
@@ -30,6 +45,8 @@ pub fn record(
     client: Option<IpAddr>,
     outcome: Outcome,
 ) {
+    let path = shortened(path);
+    let path = path.as_ref();
     let status = status.as_u16();
     let duration_us = elapsed.as_micros() as u64;
     let client = client.map(tracing::field::display);

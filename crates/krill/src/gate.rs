@@ -95,9 +95,10 @@ impl Gate {
                 }
             }
             Outcome::Denied(denial) => {
-                if denial != Denial::MissingApiKey {
-                    self.count_failure(client, started);
-                }
+                // A request without the key counts too: it cannot guess,
+                // but a client hammering without one would otherwise be
+                // free to flood the log with WARN lines.
+                self.count_failure(client, started);
                 drain(request.into_body()).await;
                 auth::unauthorized(denial)
             }
@@ -150,18 +151,24 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAdd
     if !trusted.contains(&peer) {
         return peer;
     }
-    let hops: Vec<IpAddr> = headers
+    let hops: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|hop| hop.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()))
-        .collect::<Result<_, _>>()
-        .unwrap_or_default();
-    hops.into_iter()
-        .rev()
-        .find(|hop| !trusted.contains(hop))
-        .unwrap_or(peer)
+        .map(str::trim)
+        .collect();
+    // From the right: skip our own proxies; the first other hop is the
+    // client. A hop that is not an address (`unknown`, garbage) ends the
+    // walk there: what lies left of it was written by someone untrusted.
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
+            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) => return ip,
+            Err(_) => break,
+        }
+    }
+    peer
 }
 
 /// Reads and discards a bounded part of a refused request's body.

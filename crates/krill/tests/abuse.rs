@@ -423,3 +423,21 @@ fn limits_out_of_range_stop_the_server_naming_the_setting() {
     assert!(!status.success());
     assert!(output.contains("limits.max_connections"), "{output}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyless_floods_are_throttled_and_long_paths_are_cut_in_the_log() {
+    let install = Install::new();
+    let server = install.start();
+    let key = install.key();
+    patch_config(&server, &key, r#"{"auth_throttle": {"max_failures": 3}}"#).await;
+    let client = server.client();
+    let long = "/x".repeat(5000);
+    for _ in 0..3 {
+        assert_eq!(client.get(&long, &[]).await.reason(), "missing_api_key");
+    }
+    assert_eq!(client.get("/api/nodes", &[]).await.status, 429);
+    let logs = server.logs();
+    assert!(logs.contains("...(10000 bytes)"), "{logs}");
+    let longest = logs.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 1024, "a log line of {longest} bytes");
+}
