@@ -294,9 +294,26 @@ pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
 /// be regular before reading. Returns `Err(InvalidData)` when the file is
 /// larger than `limit`.
 pub fn read_small_file(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
+    read_small(path, limit, 0)
+}
+
+/// [`read_small_file`] that also refuses a symbolic link at `path` (for
+/// the key file, whose owner and mode are what protect it: a link would
+/// make another file, with other modes, the key).
+pub fn read_small_file_no_link(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
+    read_small(path, limit, libc::O_NOFOLLOW).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            io::Error::new(io::ErrorKind::InvalidInput, "a symbolic link")
+        } else {
+            e
+        }
+    })
+}
+
+fn read_small(path: &Path, limit: usize, extra_flags: i32) -> io::Result<Vec<u8>> {
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY | extra_flags)
         .open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {

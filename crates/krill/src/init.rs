@@ -138,7 +138,15 @@ pub fn run(layout: &EtcLayout, data_dir: &Path, hostnames: &[String]) -> Result<
 
     // The certificate and its key are made together or not at all: a
     // missing half means a new pair.
+    let cert_half_missing = exists(&layout.cert_file()) != exists(&layout.cert_key_file());
     let cert_created = !exists(&layout.cert_file()) || !exists(&layout.cert_key_file());
+    if cert_half_missing {
+        report.notes.push(format!(
+            "{} or its private key was missing, so a new certificate was made: clients \
+             that pinned the old one must trust this one (`krillc trust URL`)",
+            layout.cert_file().display()
+        ));
+    }
     if cert_created {
         let generated = cert::generate(&names).map_err(InitError::Cert)?;
         cert::write(layout, &generated, owner).map_err(InitError::Cert)?;
@@ -177,6 +185,17 @@ fn exists(path: &Path) -> bool {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_half_missing_certificate_is_replaced_with_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = EtcLayout::new(dir.path().join("etc"));
+        let data = dir.path().join("data");
+        run(&layout, &data, &[]).unwrap();
+        std::fs::remove_file(layout.cert_key_file()).unwrap();
+        let report = run(&layout, &data, &[]).unwrap().to_string();
+        assert!(report.contains("must trust this one"), "{report}");
+    }
 
     #[test]
     fn a_bad_hostname_is_refused_before_anything_is_created() {

@@ -105,7 +105,11 @@ impl Server {
     pub async fn bind(options: ServeOptions) -> Result<Server, ServeError> {
         let key_path = options.layout.key_file();
         let key = key_file::read(&key_path).map_err(ServeError::Key)?;
-        for warning in key_file::exposure_warnings(&key_path) {
+        let warnings = key_file::exposure_warnings(&key_path);
+        for warning in warnings
+            .iter()
+            .chain(&key_file::weakness_warning(&key, &key_path))
+        {
             tracing::warn!("{warning}");
         }
 

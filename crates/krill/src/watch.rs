@@ -131,6 +131,9 @@ fn apply(
             }
         }
         Ok(key) => {
+            if let Some(warning) = key_file::weakness_warning(&key, path) {
+                tracing::warn!("{warning}");
+            }
             state.key.replace(key);
             crate::metrics::Metrics::bump(&state.metrics.key_reloads);
             tracing::info!(file = %path.display(), trigger = "file change", "API key reloaded");

@@ -324,3 +324,22 @@ fn the_reference_documents_curl_line_works() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "[]401");
 }
+
+#[tokio::test]
+async fn a_weak_key_in_the_file_works_but_is_warned_about() {
+    let install = Install::new();
+    install.write_key_file(b"shortkey\n");
+    let server = install.start();
+    let answer = server
+        .client()
+        .get("/api/nodes", &[("X-API-Key", "shortkey")])
+        .await;
+    assert_eq!(answer.status, 200);
+    let logs = server.logs();
+    let warning = logs
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("is weak"))
+        .unwrap_or_else(|| panic!("no weak-key warning in {logs}"));
+    assert!(warning.contains("krill key rotate"));
+    assert!(!warning.contains("shortkey"));
+}

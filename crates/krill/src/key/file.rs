@@ -74,8 +74,8 @@ impl fmt::Display for KeyFileError {
             ),
             KeyFileErrorKind::NotRegularFile => write!(
                 f,
-                "the API key file {path} is not a regular file; remove it and run \
-                 `krill key generate`"
+                "the API key file {path} is not a regular file (a symbolic link, \
+                 directory, FIFO or device); remove it and run `krill key generate`"
             ),
             KeyFileErrorKind::TooLarge => write!(
                 f,
@@ -107,7 +107,7 @@ pub fn read(path: &Path) -> Result<ApiKey, KeyFileError> {
 /// Reads the key file's bytes without judging them (at most 64 KiB, regular
 /// files only). The bytes are wiped from memory when dropped.
 pub fn read_raw(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyFileError> {
-    let raw = fsutil::read_small_file(path, READ_LIMIT).map_err(|e| KeyFileError {
+    let raw = fsutil::read_small_file_no_link(path, READ_LIMIT).map_err(|e| KeyFileError {
         path: path.to_owned(),
         kind: match e.kind() {
             io::ErrorKind::NotFound => KeyFileErrorKind::Missing,
@@ -226,6 +226,21 @@ fn shred_leftovers_locked(path: &Path) -> io::Result<usize> {
         count += 1;
     }
     Ok(count)
+}
+
+/// A warning when the key in the file at `path` is weak (short, or
+/// missing letters, digits or other characters): the server accepts it,
+/// as an admin may have set it on purpose, but says so at every load.
+pub fn weakness_warning(key: &ApiKey, path: &Path) -> Option<String> {
+    let weaknesses = key.weaknesses();
+    (!weaknesses.is_empty()).then(|| {
+        format!(
+            "the API key in {} is weak ({}); replace it with a random one with \
+             `krill key rotate`",
+            path.display(),
+            weaknesses.join("; ")
+        )
+    })
 }
 
 /// Warnings about who else can read the key: the file or its directory
@@ -353,6 +368,20 @@ mod tests {
             assert!(read(&path).unwrap().matches(third.expose().as_bytes()));
             assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "{point}");
         }
+    }
+
+    #[test]
+    fn a_symbolic_link_at_the_key_path_is_refused() {
+        let (dir, path) = temp_key_path();
+        let elsewhere = dir.path().join("elsewhere");
+        fs::write(&elsewhere, b"vm\n").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        let err = read(&path).unwrap_err();
+        assert!(
+            matches!(err.kind, KeyFileErrorKind::NotRegularFile),
+            "{err}"
+        );
+        assert!(err.to_string().contains("symbolic link"));
     }
 
     #[test]

@@ -429,18 +429,38 @@ fn refused(refusal: Refusal) -> ApiError {
     }
 }
 
-/// The current time, RFC 3339 in UTC with millisecond precision.
+/// The current time, RFC 3339 in UTC with exactly three decimals
+/// (`2026-12-04T17:30:00.120Z`), so timestamps sort as strings.
 fn now() -> String {
-    use time::format_description::well_known::Rfc3339;
-    let now = time::OffsetDateTime::now_utc();
-    let now = now.replace_millisecond(now.millisecond()).unwrap_or(now);
-    now.format(&Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+    rfc3339_millis(time::OffsetDateTime::now_utc())
+}
+
+fn rfc3339_millis(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_have_exactly_three_decimals() {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_764_869_400_120_000_000).unwrap();
+        assert_eq!(rfc3339_millis(t), "2025-12-04T17:30:00.120Z");
+        let t = time::OffsetDateTime::from_unix_timestamp(1_764_869_400).unwrap();
+        assert_eq!(rfc3339_millis(t), "2025-12-04T17:30:00.000Z");
+        assert_eq!(now().len(), 24);
+    }
 
     #[test]
     fn id_rule() {
