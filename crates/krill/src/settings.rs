@@ -93,8 +93,10 @@ pub struct Limits {
     /// Seconds a client may take to send a request's headers, and the most
     /// a new connection may stay silent before its first request (1-300).
     pub header_read_timeout_secs: u64,
-    /// Seconds a keep-alive connection may stay idle between requests
-    /// (1-3600).
+    /// Seconds an HTTP/2 connection may stay idle between requests
+    /// (1-3600). HTTP/1.1 connections wait for their next request at most
+    /// `header_read_timeout_secs` (hyper times the whole wait for a request
+    /// head), whichever is shorter.
     pub idle_timeout_secs: u64,
     /// Connections open at once; more are closed as soon as accepted
     /// (1-1000000).

@@ -79,9 +79,12 @@ async fn a_connection_that_never_sends_a_request_is_closed() {
 }
 
 #[tokio::test]
-async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+async fn an_idle_http1_connection_is_closed_after_the_header_read_timeout() {
+    // hyper times the whole wait for the next request head, so an idle
+    // HTTP/1.1 connection goes after header_read_timeout, even though
+    // idle_timeout is longer.
     let install = Install::new();
-    install.write_settings("[limits]\nidle_timeout_secs = 2\n");
+    install.write_settings("[limits]\nheader_read_timeout_secs = 2\nidle_timeout_secs = 60\n");
     let server = install.start();
     let mut tls = server.client().connect(&[b"http/1.1"]).await;
     tls.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -95,6 +98,42 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
         took >= Duration::from_millis(1500),
         "closed too early: {took:?}"
     );
+    assert!(took < Duration::from_secs(6), "closed after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    use http_body_util::Empty;
+    use hyper::body::Bytes;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let install = Install::new();
+    install.write_settings("[limits]\nheader_read_timeout_secs = 30\nidle_timeout_secs = 2\n");
+    let server = install.start();
+    let tls = server.client().connect(&[b"h2"]).await;
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(conn);
+    let request = hyper::Request::get(format!("https://localhost:{}/health", server.addr.port()))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(sender.send_request(request).await.unwrap().status(), 200);
+    let started = Instant::now();
+    // The client's connection task ends when the server closes.
+    tokio::time::timeout(Duration::from_secs(15), connection)
+        .await
+        .expect("the idle HTTP/2 connection was left open")
+        .unwrap()
+        .ok();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500),
+        "closed too early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(8), "closed after {took:?}");
+    drop(sender);
 }
 
 #[tokio::test(flavor = "multi_thread")]
