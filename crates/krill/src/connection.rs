@@ -72,15 +72,16 @@ pub fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Serves one accepted connection. `permit` is its place under
-/// `limits.max_connections`, released when this returns.
+/// Serves one accepted connection. `slot` is its place under
+/// `limits.max_connections` and under its address's limit, both given back
+/// when this returns.
 pub async fn serve(
     shared: Arc<Shared>,
     tcp: TcpStream,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    slot: (OwnedSemaphorePermit, crate::server::AddressSlot),
 ) {
-    let _permit = permit;
+    let _slot = slot;
     let _open = OpenGuard::new(&shared.gate.state.metrics);
     let _ = tcp.set_nodelay(true);
     let Some(acceptor) = shared.acceptor.clone() else {

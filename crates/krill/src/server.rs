@@ -207,15 +207,24 @@ impl Server {
         // way to wait until every connection has ended.
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         let mut last_limit_warning: Option<Instant> = None;
+        let per_address = PerAddress::default();
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
                         // Dual-stack sockets report IPv4 peers as ::ffff:a.b.c.d.
                         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+                        let address_slot = per_address.take(peer.ip(), &limits);
+                        let Some(address_slot) = address_slot else {
+                            Metrics::bump(&state.metrics.connections_refused);
+                            tracing::debug!(%peer, "per-address connection limit reached");
+                            drop(tcp);
+                            continue;
+                        };
                         match Arc::clone(&slots).try_acquire_owned() {
                             Ok(permit) => {
-                                tokio::spawn(connection::serve(Arc::clone(&shared), tcp, peer, permit));
+                                let slot = (permit, address_slot);
+                                tokio::spawn(connection::serve(Arc::clone(&shared), tcp, peer, slot));
                             }
                             Err(_) => {
                                 Metrics::bump(&state.metrics.connections_refused);
@@ -274,6 +283,63 @@ impl Server {
 fn notify_service_manager(state: sd_notify::NotifyState<'_>) {
     if let Err(e) = sd_notify::notify(false, &[state]) {
         tracing::warn!(error = %e, "cannot notify systemd (NOTIFY_SOCKET)");
+    }
+}
+
+/// Open connections per client address (IPv6 by /64), for
+/// `limits.max_connections_per_address`.
+#[derive(Clone, Default)]
+struct PerAddress {
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One connection's place under its address's limit; given back on drop.
+pub struct AddressSlot {
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    source: Option<std::net::IpAddr>,
+}
+
+impl PerAddress {
+    /// A place for a connection from `ip`, or `None` at the limit. Trusted
+    /// proxies carry many clients and are not limited.
+    fn take(&self, ip: std::net::IpAddr, limits: &Limits) -> Option<AddressSlot> {
+        if limits.trusted_proxies.contains(&ip) {
+            return Some(AddressSlot {
+                open: Arc::clone(&self.open),
+                source: None,
+            });
+        }
+        let source = crate::throttle::source_of(ip);
+        let mut open = lock_map(&self.open);
+        let count = open.entry(source).or_insert(0);
+        if *count >= limits.max_connections_per_address {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            open: Arc::clone(&self.open),
+            source: Some(source),
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let Some(source) = self.source else { return };
+        let mut open = lock_map(&self.open);
+        if let Some(count) = open.get_mut(&source) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&source);
+            }
+        }
+    }
+}
+
+fn lock_map<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
     }
 }
 

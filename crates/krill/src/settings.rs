@@ -101,6 +101,10 @@ pub struct Limits {
     /// Connections open at once; more are closed as soon as accepted
     /// (1-1000000).
     pub max_connections: usize,
+    /// Connections one client address may hold at once (IPv6: one /64),
+    /// so a single host cannot take every slot; trusted proxies are exempt
+    /// (1-1000000).
+    pub max_connections_per_address: usize,
     /// Largest request head, request line and headers, in bytes
     /// (8192-1048576).
     pub max_header_bytes: usize,
@@ -123,6 +127,7 @@ impl Default for Limits {
             header_read_timeout_secs: 10,
             idle_timeout_secs: 60,
             max_connections: 1024,
+            max_connections_per_address: 256,
             max_header_bytes: 32 * 1024,
             max_body_bytes: 256 * 1024,
             h2_max_concurrent_streams: 128,
@@ -158,6 +163,12 @@ impl Limits {
         )?;
         check("idle_timeout_secs", self.idle_timeout_secs, 1, 3600)?;
         check("max_connections", self.max_connections as u64, 1, 1_000_000)?;
+        check(
+            "max_connections_per_address",
+            self.max_connections_per_address as u64,
+            1,
+            1_000_000,
+        )?;
         check(
             "max_header_bytes",
             self.max_header_bytes as u64,

@@ -387,6 +387,9 @@ async fn the_connection_limit_closes_extra_connections_at_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn hundreds_of_slow_clients_do_not_starve_a_legitimate_one() {
     let install = Install::new();
+    // Everything here comes from 127.0.0.1: lift the per-address cap so the
+    // test is about slow clients, not that cap (tested on its own below).
+    install.write_settings("[limits]\nmax_connections_per_address = 1000\n");
     let server = install.start();
     let key = install.key();
     let client = server.client();
@@ -479,4 +482,31 @@ async fn keyless_floods_are_throttled_and_long_paths_are_cut_in_the_log() {
     assert!(logs.contains("...(10000 bytes)"), "{logs}");
     let longest = logs.lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 1024, "a log line of {longest} bytes");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_address_cannot_take_every_connection() {
+    let install = Install::new();
+    install.write_settings("[limits]\nmax_connections = 20\nmax_connections_per_address = 5\n");
+    let server = install.start();
+    let key = install.key();
+    let client = server.client();
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(client.connect_from(ip(OTHER_CLIENT), &[b"http/1.1"]).await);
+    }
+    // A sixth from the same address is closed at once...
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::new(ip(OTHER_CLIENT), 0))
+        .unwrap();
+    let mut sixth = socket.connect(server.addr).await.unwrap();
+    let took = time_until_closed(&mut sixth, Duration::from_secs(5)).await;
+    assert!(took < Duration::from_secs(3));
+    // ...while another address is served.
+    let answer = client.get("/api/nodes", &[("X-API-Key", &key)]).await;
+    assert_eq!(answer.status, 200);
+    let text = metrics(&server, &key).await;
+    assert!(metric(&text, "krill_connections_refused_total") >= 1);
+    drop(held);
 }
