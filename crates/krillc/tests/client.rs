@@ -567,3 +567,40 @@ fn nodes_round_trip_against_the_real_server() {
     args.extend_from_slice(&common);
     assert_eq!(status(&user.run(&args)), 6);
 }
+
+#[test]
+fn a_fifo_as_key_file_fails_fast_as_not_a_regular_file() {
+    let user = User::new();
+    let fifo = user.home.path().join("key.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo failed");
+    let mut child = user
+        .cmd(&[
+            "--server",
+            "https://127.0.0.1:9",
+            "--api-key-file",
+            fifo.to_str().unwrap(),
+            "nodes",
+            "list",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("krillc hangs on a FIFO key file");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(status(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("not a regular file") && err.contains("key.fifo"),
+        "{err}"
+    );
+}
