@@ -604,3 +604,56 @@ fn a_fifo_as_key_file_fails_fast_as_not_a_regular_file() {
         "{err}"
     );
 }
+
+#[test]
+fn nodes_list_follows_the_servers_pages_and_limit_stops_early() {
+    let server = Server::start();
+    let user = User::new();
+    user.trust(&server);
+    let key_file = server.key_file();
+    let url = server.url();
+    let with_server = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&[
+            "--server",
+            &url,
+            "--api-key-file",
+            key_file.to_str().unwrap(),
+        ]);
+        let out = user.run(&all);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    for i in 0..150 {
+        let id = format!("n{i:03}");
+        with_server(&[
+            "nodes",
+            "create",
+            "--id",
+            &id,
+            "--type",
+            "KrillApp.DataPoint",
+            "--name",
+            &id,
+        ]);
+    }
+    let ids = |out: Output| -> Vec<String> {
+        let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // The server's default page is 100 nodes: all 150 need two pages.
+    let all = ids(with_server(&["nodes", "list", "--json"]));
+    let expected: Vec<String> = (0..150).map(|i| format!("n{i:03}")).collect();
+    assert_eq!(all, expected);
+    let first = ids(with_server(&["nodes", "list", "--json", "--limit", "120"]));
+    assert_eq!(first, expected[..120]);
+    let table = stdout(&with_server(&["nodes", "list"]));
+    assert_eq!(table.lines().count(), 151, "header and 150 rows");
+    let out = user.run(&["nodes", "list", "--limit", "0", "--server", &url]);
+    assert_eq!(status(&out), 2, "--limit 0 is a usage error");
+}
