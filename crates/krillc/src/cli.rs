@@ -122,9 +122,11 @@ enum NodesCommand {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Show the settings, or one of them.
+    /// Show the settings, or one of them (dotted for nested ones, e.g.
+    /// auth_throttle.max_failures).
     Get { field: Option<String> },
-    /// Change settings: KEY=VALUE (VALUE is JSON if it parses, else text).
+    /// Change settings: KEY=VALUE, e.g. display_name=Greenhouse or
+    /// auth_throttle.max_failures=5 (VALUE is JSON if it parses, else text).
     Set {
         #[arg(required = true, value_name = "KEY=VALUE")]
         assignments: Vec<String>,

@@ -657,3 +657,60 @@ fn nodes_list_follows_the_servers_pages_and_limit_stops_early() {
     let out = user.run(&["nodes", "list", "--limit", "0", "--server", &url]);
     assert_eq!(status(&out), 2, "--limit 0 is a usage error");
 }
+
+#[test]
+fn config_set_and_get_take_dotted_names_and_text_values() {
+    let server = Server::start();
+    let user = User::new();
+    user.trust(&server);
+    let key_file = server.key_file();
+    let url = server.url();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&[
+            "--server",
+            &url,
+            "--api-key-file",
+            key_file.to_str().unwrap(),
+        ]);
+        user.run(&all)
+    };
+    let out = run(&[
+        "config",
+        "set",
+        "auth_throttle.max_failures=5",
+        "display_name=Greenhouse",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&["config", "get", "auth_throttle.max_failures"]);
+    assert_eq!(stdout(&out), "5\n", "{}", stderr(&out));
+    let out = run(&["config", "get", "--json"]);
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(all["auth_throttle"]["max_failures"], 5);
+    assert_eq!(all["auth_throttle"]["window_seconds"], 60, "others kept");
+    assert_eq!(
+        stdout(&run(&["config", "get", "display_name"])),
+        "Greenhouse\n"
+    );
+
+    let out = run(&["config", "get", "auth_throttle.nope"]);
+    assert_eq!(status(&out), 6);
+    assert!(
+        stderr(&out).contains("auth_throttle.max_failures"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A number where text is expected: the server refuses its type, and
+    // krillc says how to send it as text.
+    let out = run(&["config", "set", "display_name=123"]);
+    assert_eq!(status(&out), 7, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("quote it") && stderr(&out).contains(r#"'display_name="123"'"#),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["config", "set", r#"display_name="123""#]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&run(&["config", "get", "display_name"])), "123\n");
+}

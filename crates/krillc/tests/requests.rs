@@ -217,8 +217,14 @@ fn update_changes_only_the_named_fields_with_put() {
 fn delete_and_config_commands() {
     let (addr, seen) = scripted(vec![
         (204, Value::Null),
-        (200, json!({"log_level": "info", "listen": "[::]:8442"})),
-        (200, json!({"log_level": "debug", "retention_days": 30})),
+        (
+            200,
+            json!({"display_name": "Krill", "auth_throttle": {"max_failures": 10}}),
+        ),
+        (
+            200,
+            json!({"display_name": "Greenhouse", "auth_throttle": {"max_failures": 5}}),
+        ),
     ]);
     let out = ok(&krillc(addr, &["nodes", "delete", "n1", "--json"]));
     let delete = seen.recv().unwrap();
@@ -231,22 +237,27 @@ fn delete_and_config_commands() {
         json!({"deleted": "n1"})
     );
 
-    let out = ok(&krillc(addr, &["config", "get", "log_level"]));
+    let out = ok(&krillc(addr, &["config", "get", "display_name"]));
     assert_eq!(seen.recv().unwrap().target, "/api/config");
-    assert_eq!(out, "info\n");
+    assert_eq!(out, "Krill\n");
 
     let out = ok(&krillc(
         addr,
-        &["config", "set", "log_level=debug", "retention_days=30"],
+        &[
+            "config",
+            "set",
+            "display_name=Greenhouse",
+            "auth_throttle.max_failures=5",
+        ],
     ));
     let patch = seen.recv().unwrap();
     assert_eq!(patch.method, "PATCH");
     assert_eq!(
         patch.body.unwrap(),
-        json!({"log_level": "debug", "retention_days": 30})
+        json!({"display_name": "Greenhouse", "auth_throttle": {"max_failures": 5}})
     );
     assert!(
-        out.contains("retention_days") && out.contains("30"),
+        out.contains("auth_throttle") && out.contains("Greenhouse"),
         "{out}"
     );
 }
