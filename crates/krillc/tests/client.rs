@@ -714,3 +714,54 @@ fn config_set_and_get_take_dotted_names_and_text_values() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&run(&["config", "get", "display_name"])), "123\n");
 }
+
+#[test]
+fn tables_escape_bidi_and_zero_width_characters_but_json_keeps_them() {
+    let server = Server::start();
+    let user = User::new();
+    user.trust(&server);
+    let key_file = server.key_file();
+    let url = server.url();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&[
+            "--server",
+            &url,
+            "--api-key-file",
+            key_file.to_str().unwrap(),
+        ]);
+        let out = user.run(&all);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    // Shown raw, this reads "pumpexe.txt" and hides a zero-width space.
+    let name = "pump\u{202E}txt.exe\u{200B}\u{FEFF}";
+    run(&[
+        "nodes",
+        "create",
+        "--id",
+        "spoof",
+        "--type",
+        "KrillApp.DataPoint",
+        "--name",
+        name,
+        "--meta",
+        r#"{"note":"a\u2066b"}"#,
+    ]);
+    let table = run(&["nodes", "list"]);
+    assert!(
+        table.contains(r"pump\u{202E}txt.exe\u{200B}\u{FEFF}"),
+        "{table}"
+    );
+    let shown = run(&["nodes", "get", "spoof"]);
+    assert!(shown.contains(r"pump\u{202E}txt.exe"), "{shown}");
+    assert!(shown.contains(r#"a\u{2066}b"#), "{shown}");
+    for text in [&table, &shown] {
+        assert!(
+            !text.contains(['\u{202E}', '\u{200B}', '\u{FEFF}', '\u{2066}']),
+            "raw format characters in {text:?}"
+        );
+    }
+    let json: Value = serde_json::from_str(&run(&["nodes", "get", "spoof", "--json"])).unwrap();
+    assert_eq!(json["name"], name, "--json keeps the server's text");
+}
