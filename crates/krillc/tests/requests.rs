@@ -289,3 +289,61 @@ fn server_errors_map_to_exit_statuses_with_the_servers_message() {
         assert!(!stderr.contains(KEY), "{args:?}: the key was printed");
     }
 }
+
+/// Answers every request with one node and a `Link` header made by
+/// `next(page)`, counting the requests.
+fn endless(
+    next: fn(usize) -> String,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+            }
+            let page = seen.fetch_add(1, Ordering::SeqCst);
+            let text = json!([node(&format!("n{page:05}"), "x")]).to_string();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Link: <{}>; rel=\"next\"\r\nConnection: close\r\n\r\n{text}",
+                text.len(),
+                next(page)
+            );
+            let _ = reader.into_inner().write_all(answer.as_bytes());
+        }
+    });
+    (addr, count)
+}
+
+#[test]
+fn list_stops_with_an_error_after_1000_pages() {
+    let (addr, count) = endless(|page| format!("/api/nodes?after=n{page:05}"));
+    let out = krillc(addr, &["nodes", "list", "--json"]);
+    assert_eq!(out.status.code(), Some(8));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("1000 pages") && err.contains("--limit"),
+        "{err}"
+    );
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1000);
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn list_follows_no_link_away_from_the_node_list() {
+    let (addr, count) = endless(|_| "https://elsewhere.invalid/api/nodes?after=x".into());
+    let out = krillc(addr, &["nodes", "list"]);
+    assert_eq!(out.status.code(), Some(8));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("elsewhere.invalid"), "{err}");
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
