@@ -124,13 +124,17 @@ fn check(target: &Target, key: Option<&ApiKey>, answer: Answer) -> Result<Answer
     };
     let status = answer.status;
     if status == StatusCode::UNAUTHORIZED {
-        let reason = field("reason").unwrap_or_else(|| "none given".into());
+        let reason =
+            field("reason").map_or_else(|| "none given".into(), |r| crate::output::escape(&r));
         return Err(unauthorized(target, key, &reason));
     }
     let detail = field("message")
         .or_else(|| field("error"))
         .unwrap_or_else(|| String::from_utf8_lossy(&answer.body).trim().to_owned());
-    let text = format!("the server answered {status}: {detail}");
+    let text = format!(
+        "the server answered {status}: {}",
+        crate::output::escape(&detail)
+    );
     Err(match status.as_u16() {
         404 => Failure::NotFound(text),
         400..=499 => Failure::Rejected(text),

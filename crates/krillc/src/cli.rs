@@ -95,6 +95,10 @@ enum NodesCommand {
         /// Only nodes of this type.
         #[arg(long = "type", value_name = "TYPE")]
         node_type: Option<String>,
+        /// At most N nodes (default: all of them, following the server's
+        /// pages).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
     },
     /// Show one node.
     Get { id: String },
@@ -118,9 +122,11 @@ enum NodesCommand {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Show the settings, or one of them.
+    /// Show the settings, or one of them (dotted for nested ones, e.g.
+    /// auth_throttle.max_failures).
     Get { field: Option<String> },
-    /// Change settings: KEY=VALUE (VALUE is JSON if it parses, else text).
+    /// Change settings: KEY=VALUE, e.g. display_name=Greenhouse or
+    /// auth_throttle.max_failures=5 (VALUE is JSON if it parses, else text).
     Set {
         #[arg(required = true, value_name = "KEY=VALUE")]
         assignments: Vec<String>,
@@ -191,8 +197,20 @@ async fn dispatch(client: &Client, command: Command, format: Format) -> Result<S
     match command {
         Command::Trust(_) => Err(Failure::Usage("trust is not a server call".into())),
         Command::Health => health::run(client, format).await,
-        Command::Nodes(NodesCommand::List { parent, node_type }) => {
-            nodes::list(client, parent.as_deref(), node_type.as_deref(), format).await
+        Command::Nodes(NodesCommand::List {
+            parent,
+            node_type,
+            limit,
+        }) => {
+            let limit = limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+            nodes::list(
+                client,
+                parent.as_deref(),
+                node_type.as_deref(),
+                limit,
+                format,
+            )
+            .await
         }
         Command::Nodes(NodesCommand::Get { id }) => nodes::get(client, &id, format).await,
         Command::Nodes(NodesCommand::Create { id, fields }) => {

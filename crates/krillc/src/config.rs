@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -262,10 +262,20 @@ fn expand(path: &Path, config_dir: &Path) -> PathBuf {
 pub fn read_key_file(path: &Path) -> Result<ApiKey, Failure> {
     let fail =
         |why: String| Failure::Local(format!("cannot use the key file {}: {why}", path.display()));
-    let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    // O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer;
+    // such a file is refused just below. Reads of a regular file ignore it.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| fail(e.to_string()))?;
     let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
     if !meta.is_file() {
-        return Err(fail("it is not a regular file".into()));
+        return Err(fail(
+            "it is not a regular file (a FIFO, device or directory); save the key in a \
+             plain file"
+                .into(),
+        ));
     }
     if meta.mode() & 0o044 != 0 {
         eprintln!(

@@ -31,6 +31,9 @@ const BODY_LIMIT: usize = 16 * 1024 * 1024;
 pub struct Answer {
     pub status: StatusCode,
     pub location: Option<String>,
+    /// The target of a `Link: <...>; rel="next"` header (the next page of
+    /// a list), as the server wrote it.
+    pub next: Option<String>,
     pub body: Bytes,
 }
 
@@ -179,6 +182,12 @@ where
         .get(hyper::header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let next = response
+        .headers()
+        .get_all(hyper::header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(next_link);
     let body = Limited::new(response.into_body(), BODY_LIMIT)
         .collect()
         .await
@@ -192,7 +201,21 @@ where
     Ok(Answer {
         status,
         location,
+        next,
         body,
+    })
+}
+
+/// The URL of the `rel="next"` entry in one `Link` header value
+/// (RFC 8288: comma-separated `<URL>; param=value` entries).
+pub fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|entry| {
+        let (url, params) = entry.trim().strip_prefix('<')?.split_once('>')?;
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim().replace(' ', "");
+            p.eq_ignore_ascii_case("rel=\"next\"") || p.eq_ignore_ascii_case("rel=next")
+        });
+        is_next.then(|| url.to_owned())
     })
 }
 
@@ -249,5 +272,19 @@ mod tests {
     fn encoding_keeps_unreserved_and_escapes_the_rest() {
         assert_eq!(encode("a-b_c.d~9"), "a-b_c.d~9");
         assert_eq!(encode("a/b c?&é"), "a%2Fb%20c%3F%26%C3%A9");
+    }
+
+    #[test]
+    fn next_link_is_found_among_other_entries() {
+        assert_eq!(
+            next_link("</api/nodes?limit=50&after=n1>; rel=\"next\"").as_deref(),
+            Some("/api/nodes?limit=50&after=n1")
+        );
+        assert_eq!(
+            next_link("</a>; rel=\"prev\", </b>; title=\"x\"; rel=next").as_deref(),
+            Some("/b")
+        );
+        assert_eq!(next_link("</a>; rel=\"prev\""), None);
+        assert_eq!(next_link("garbage"), None);
     }
 }

@@ -1,6 +1,63 @@
 //! Printing answers: aligned tables for people, JSON for scripts.
+//!
+//! Strings from the server are shown through [`escape`] in tables and
+//! `name value` lines, so a node name cannot reorder or hide text on the
+//! terminal. `--json` output is the server's text, JSON-encoded.
+
+use std::fmt::Write as _;
 
 use serde_json::Value;
+
+/// Unicode general category Cf (format characters), Unicode 15.1: the
+/// bidirectional controls, zero-width characters, the byte-order mark,
+/// tags and the like. Kept here rather than pulling in a Unicode tables
+/// crate for one category.
+const FORMAT_CHARS: &[(char, char)] = &[
+    ('\u{00AD}', '\u{00AD}'),
+    ('\u{0600}', '\u{0605}'),
+    ('\u{061C}', '\u{061C}'),
+    ('\u{06DD}', '\u{06DD}'),
+    ('\u{070F}', '\u{070F}'),
+    ('\u{0890}', '\u{0891}'),
+    ('\u{08E2}', '\u{08E2}'),
+    ('\u{180E}', '\u{180E}'),
+    ('\u{200B}', '\u{200F}'),
+    ('\u{202A}', '\u{202E}'),
+    ('\u{2060}', '\u{2064}'),
+    ('\u{2066}', '\u{206F}'),
+    ('\u{FEFF}', '\u{FEFF}'),
+    ('\u{FFF9}', '\u{FFFB}'),
+    ('\u{110BD}', '\u{110BD}'),
+    ('\u{110CD}', '\u{110CD}'),
+    ('\u{13430}', '\u{1343F}'),
+    ('\u{1BCA0}', '\u{1BCA3}'),
+    ('\u{1D173}', '\u{1D17A}'),
+    ('\u{E0001}', '\u{E0001}'),
+    ('\u{E0020}', '\u{E007F}'),
+];
+
+/// True for characters shown escaped: control characters (Cc), format
+/// characters (Cf) and the line and paragraph separators.
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}')
+        || FORMAT_CHARS.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c))
+}
+
+/// Server text made safe for a terminal: control and format characters
+/// become `\u{XXXX}` (so U+202E shows as `\u{202E}`); everything else is
+/// kept.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if hidden(c) {
+            let _ = write!(out, "\\u{{{:04X}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// Renders rows under a header, each column as wide as its widest cell.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -33,12 +90,13 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// A JSON value as a table cell: strings bare, null as `-`, others as
-/// compact JSON.
+/// compact JSON; control and format characters escaped.
 pub fn cell(value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => "-".to_owned(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
+        Some(Value::String(s)) => escape(s),
+        // JSON encoding escapes control characters but not format ones.
+        Some(other) => escape(&other.to_string()),
     }
 }
 
@@ -58,9 +116,11 @@ pub fn fields(object: &Value, order: &[&str]) -> String {
             .map(String::as_str)
             .filter(|k| !order.contains(k)),
     );
-    let width = keys.iter().map(|k| k.chars().count()).max().unwrap_or(0);
+    let names: Vec<String> = keys.iter().map(|k| escape(k)).collect();
+    let width = names.iter().map(|k| k.chars().count()).max().unwrap_or(0);
     keys.iter()
-        .map(|k| format!("{k:<width$}  {}\n", cell(map.get(*k))))
+        .zip(&names)
+        .map(|(k, name)| format!("{name:<width$}  {}\n", cell(map.get(*k))))
         .collect()
 }
 
@@ -91,5 +151,20 @@ mod tests {
         let text = fields(&json!({"b": 1, "id": "n1", "meta": {"k": true}}), &["id"]);
         assert_eq!(text, "id    n1\nb     1\nmeta  {\"k\":true}\n");
         assert_eq!(cell(Some(&Value::Null)), "-");
+    }
+
+    #[test]
+    fn control_and_format_characters_are_escaped() {
+        assert_eq!(
+            escape("abc\u{202E}txt.exe\u{200B}\u{FEFF}\u{2066}\u{1b}[31m\n\u{7f}"),
+            "abc\\u{202E}txt.exe\\u{200B}\\u{FEFF}\\u{2066}\\u{001B}[31m\\u{000A}\\u{007F}"
+        );
+        assert_eq!(escape("Température – 温度 🌡"), "Température – 温度 🌡");
+        assert_eq!(
+            cell(Some(&json!({"k": "a\u{200F}b"}))),
+            "{\"k\":\"a\\u{200F}b\"}"
+        );
+        let text = fields(&json!({"n\u{202E}x": "v\u{0}"}), &[]);
+        assert_eq!(text, "n\\u{202E}x  v\\u{0000}\n");
     }
 }

@@ -567,3 +567,201 @@ fn nodes_round_trip_against_the_real_server() {
     args.extend_from_slice(&common);
     assert_eq!(status(&user.run(&args)), 6);
 }
+
+#[test]
+fn a_fifo_as_key_file_fails_fast_as_not_a_regular_file() {
+    let user = User::new();
+    let fifo = user.home.path().join("key.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo failed");
+    let mut child = user
+        .cmd(&[
+            "--server",
+            "https://127.0.0.1:9",
+            "--api-key-file",
+            fifo.to_str().unwrap(),
+            "nodes",
+            "list",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("krillc hangs on a FIFO key file");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(status(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("not a regular file") && err.contains("key.fifo"),
+        "{err}"
+    );
+}
+
+#[test]
+fn nodes_list_follows_the_servers_pages_and_limit_stops_early() {
+    let server = Server::start();
+    let user = User::new();
+    user.trust(&server);
+    let key_file = server.key_file();
+    let url = server.url();
+    let with_server = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&[
+            "--server",
+            &url,
+            "--api-key-file",
+            key_file.to_str().unwrap(),
+        ]);
+        let out = user.run(&all);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    for i in 0..150 {
+        let id = format!("n{i:03}");
+        with_server(&[
+            "nodes",
+            "create",
+            "--id",
+            &id,
+            "--type",
+            "KrillApp.DataPoint",
+            "--name",
+            &id,
+        ]);
+    }
+    let ids = |out: Output| -> Vec<String> {
+        let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // The server's default page is 100 nodes: all 150 need two pages.
+    let all = ids(with_server(&["nodes", "list", "--json"]));
+    let expected: Vec<String> = (0..150).map(|i| format!("n{i:03}")).collect();
+    assert_eq!(all, expected);
+    let first = ids(with_server(&["nodes", "list", "--json", "--limit", "120"]));
+    assert_eq!(first, expected[..120]);
+    let table = stdout(&with_server(&["nodes", "list"]));
+    assert_eq!(table.lines().count(), 151, "header and 150 rows");
+    let out = user.run(&["nodes", "list", "--limit", "0", "--server", &url]);
+    assert_eq!(status(&out), 2, "--limit 0 is a usage error");
+}
+
+#[test]
+fn config_set_and_get_take_dotted_names_and_text_values() {
+    let server = Server::start();
+    let user = User::new();
+    user.trust(&server);
+    let key_file = server.key_file();
+    let url = server.url();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&[
+            "--server",
+            &url,
+            "--api-key-file",
+            key_file.to_str().unwrap(),
+        ]);
+        user.run(&all)
+    };
+    let out = run(&[
+        "config",
+        "set",
+        "auth_throttle.max_failures=5",
+        "display_name=Greenhouse",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&["config", "get", "auth_throttle.max_failures"]);
+    assert_eq!(stdout(&out), "5\n", "{}", stderr(&out));
+    let out = run(&["config", "get", "--json"]);
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(all["auth_throttle"]["max_failures"], 5);
+    assert_eq!(all["auth_throttle"]["window_seconds"], 60, "others kept");
+    assert_eq!(
+        stdout(&run(&["config", "get", "display_name"])),
+        "Greenhouse\n"
+    );
+
+    let out = run(&["config", "get", "auth_throttle.nope"]);
+    assert_eq!(status(&out), 6);
+    assert!(
+        stderr(&out).contains("auth_throttle.max_failures"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A number where text is expected: the server refuses its type, and
+    // krillc says how to send it as text.
+    let out = run(&["config", "set", "display_name=123"]);
+    assert_eq!(status(&out), 7, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("quote it") && stderr(&out).contains(r#"'display_name="123"'"#),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["config", "set", r#"display_name="123""#]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&run(&["config", "get", "display_name"])), "123\n");
+}
+
+#[test]
+fn tables_escape_bidi_and_zero_width_characters_but_json_keeps_them() {
+    let server = Server::start();
+    let user = User::new();
+    user.trust(&server);
+    let key_file = server.key_file();
+    let url = server.url();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&[
+            "--server",
+            &url,
+            "--api-key-file",
+            key_file.to_str().unwrap(),
+        ]);
+        let out = user.run(&all);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    // Shown raw, this reads "pumpexe.txt" and hides a zero-width space.
+    let name = "pump\u{202E}txt.exe\u{200B}\u{FEFF}";
+    run(&[
+        "nodes",
+        "create",
+        "--id",
+        "spoof",
+        "--type",
+        "KrillApp.DataPoint",
+        "--name",
+        name,
+        "--meta",
+        r#"{"note":"a\u2066b"}"#,
+    ]);
+    let table = run(&["nodes", "list"]);
+    assert!(
+        table.contains(r"pump\u{202E}txt.exe\u{200B}\u{FEFF}"),
+        "{table}"
+    );
+    let shown = run(&["nodes", "get", "spoof"]);
+    assert!(shown.contains(r"pump\u{202E}txt.exe"), "{shown}");
+    assert!(shown.contains(r#"a\u{2066}b"#), "{shown}");
+    for text in [&table, &shown] {
+        assert!(
+            !text.contains(['\u{202E}', '\u{200B}', '\u{FEFF}', '\u{2066}']),
+            "raw format characters in {text:?}"
+        );
+    }
+    let json: Value = serde_json::from_str(&run(&["nodes", "get", "spoof", "--json"])).unwrap();
+    assert_eq!(json["name"], name, "--json keeps the server's text");
+}

@@ -217,8 +217,14 @@ fn update_changes_only_the_named_fields_with_put() {
 fn delete_and_config_commands() {
     let (addr, seen) = scripted(vec![
         (204, Value::Null),
-        (200, json!({"log_level": "info", "listen": "[::]:8442"})),
-        (200, json!({"log_level": "debug", "retention_days": 30})),
+        (
+            200,
+            json!({"display_name": "Krill", "auth_throttle": {"max_failures": 10}}),
+        ),
+        (
+            200,
+            json!({"display_name": "Greenhouse", "auth_throttle": {"max_failures": 5}}),
+        ),
     ]);
     let out = ok(&krillc(addr, &["nodes", "delete", "n1", "--json"]));
     let delete = seen.recv().unwrap();
@@ -231,22 +237,27 @@ fn delete_and_config_commands() {
         json!({"deleted": "n1"})
     );
 
-    let out = ok(&krillc(addr, &["config", "get", "log_level"]));
+    let out = ok(&krillc(addr, &["config", "get", "display_name"]));
     assert_eq!(seen.recv().unwrap().target, "/api/config");
-    assert_eq!(out, "info\n");
+    assert_eq!(out, "Krill\n");
 
     let out = ok(&krillc(
         addr,
-        &["config", "set", "log_level=debug", "retention_days=30"],
+        &[
+            "config",
+            "set",
+            "display_name=Greenhouse",
+            "auth_throttle.max_failures=5",
+        ],
     ));
     let patch = seen.recv().unwrap();
     assert_eq!(patch.method, "PATCH");
     assert_eq!(
         patch.body.unwrap(),
-        json!({"log_level": "debug", "retention_days": 30})
+        json!({"display_name": "Greenhouse", "auth_throttle": {"max_failures": 5}})
     );
     assert!(
-        out.contains("retention_days") && out.contains("30"),
+        out.contains("auth_throttle") && out.contains("Greenhouse"),
         "{out}"
     );
 }
@@ -277,4 +288,62 @@ fn server_errors_map_to_exit_statuses_with_the_servers_message() {
         assert!(stderr.contains(text), "{args:?}: {stderr}");
         assert!(!stderr.contains(KEY), "{args:?}: the key was printed");
     }
+}
+
+/// Answers every request with one node and a `Link` header made by
+/// `next(page)`, counting the requests.
+fn endless(
+    next: fn(usize) -> String,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+            }
+            let page = seen.fetch_add(1, Ordering::SeqCst);
+            let text = json!([node(&format!("n{page:05}"), "x")]).to_string();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Link: <{}>; rel=\"next\"\r\nConnection: close\r\n\r\n{text}",
+                text.len(),
+                next(page)
+            );
+            let _ = reader.into_inner().write_all(answer.as_bytes());
+        }
+    });
+    (addr, count)
+}
+
+#[test]
+fn list_stops_with_an_error_after_1000_pages() {
+    let (addr, count) = endless(|page| format!("/api/nodes?after=n{page:05}"));
+    let out = krillc(addr, &["nodes", "list", "--json"]);
+    assert_eq!(out.status.code(), Some(8));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("1000 pages") && err.contains("--limit"),
+        "{err}"
+    );
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1000);
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn list_follows_no_link_away_from_the_node_list() {
+    let (addr, count) = endless(|_| "https://elsewhere.invalid/api/nodes?after=x".into());
+    let out = krillc(addr, &["nodes", "list"]);
+    assert_eq!(out.status.code(), Some(8));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("elsewhere.invalid"), "{err}");
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

@@ -88,11 +88,19 @@ fn node_path(id: &str) -> String {
     format!("/api/nodes/{}", encode(id))
 }
 
-/// `nodes list [--parent ID] [--type T]`.
+/// Most pages `nodes list` follows before giving up.
+pub const MAX_PAGES: usize = 1000;
+/// Largest page the server gives (`limit` is 1 to 1000).
+const MAX_PAGE_SIZE: usize = 1000;
+
+/// `nodes list [--parent ID] [--type T] [--limit N]`: follows the
+/// server's `Link: <...>; rel="next"` pages until the last one (or until
+/// N nodes), at most [`MAX_PAGES`] pages.
 pub async fn list(
     client: &Client,
     parent: Option<&str>,
     node_type: Option<&str>,
+    limit: Option<usize>,
     format: Format,
 ) -> Result<String, Failure> {
     let mut query = Vec::new();
@@ -102,20 +110,51 @@ pub async fn list(
     if let Some(t) = node_type {
         query.push(format!("type={}", encode(t)));
     }
+    if let Some(n) = limit {
+        query.push(format!("limit={}", n.clamp(1, MAX_PAGE_SIZE)));
+    }
     let mut path = "/api/nodes".to_owned();
     if !query.is_empty() {
         path = format!("{path}?{}", query.join("&"));
     }
-    let answer = client.call(Method::GET, &path, None).await?;
-    let nodes = body_json(&answer)?;
-    if format == Format::Json {
-        return Ok(output::json(&nodes));
+    let mut items = Vec::new();
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        let answer = client.call(Method::GET, &path, None).await?;
+        let Value::Array(page) = body_json(&answer)? else {
+            return Err(Failure::Server(
+                "the server's node list is not a JSON array; is this a Krill server?".into(),
+            ));
+        };
+        items.extend(page);
+        if let Some(n) = limit {
+            if items.len() >= n {
+                items.truncate(n);
+                break;
+            }
+        }
+        let Some(next) = answer.next else { break };
+        // Only a path on this server's node list is followed: krillc
+        // sends its key nowhere else.
+        if !next.starts_with("/api/nodes?") || next == path {
+            return Err(Failure::Server(format!(
+                "the server's next-page link `{next}` is not a further page of /api/nodes; \
+                 is this a Krill server?"
+            )));
+        }
+        if pages >= MAX_PAGES {
+            return Err(Failure::Server(format!(
+                "the node list goes on after {MAX_PAGES} pages ({} nodes so far); narrow it \
+                 with --parent or --type, or take the first N with --limit N",
+                items.len()
+            )));
+        }
+        path = next;
     }
-    let Some(items) = nodes.as_array() else {
-        return Err(Failure::Server(
-            "the server's node list is not a JSON array; is this a Krill server?".into(),
-        ));
-    };
+    if format == Format::Json {
+        return Ok(output::json(&Value::Array(items)));
+    }
     if items.is_empty() {
         return Ok("no nodes\n".into());
     }

@@ -103,8 +103,10 @@ fn describe(target: &Target, der: &[u8], replacing: bool) -> String {
     let mut text = format!("{} presents this certificate:\n", target.url());
     text.push_str(&format!("  SHA-256 fingerprint: {}\n", fingerprint(der)));
     if let Some((subject, names, not_after)) = details(der) {
+        let subject = output::escape(&subject);
+        let names = output::escape(&names.join(", "));
         text.push_str(&format!("  subject:             {subject}\n"));
-        text.push_str(&format!("  names:               {}\n", names.join(", ")));
+        text.push_str(&format!("  names:               {names}\n"));
         text.push_str(&format!("  valid until:         {not_after}\n"));
     }
     text.push_str("Compare the fingerprint with `krill cert show` on the server.\n");
