@@ -86,9 +86,10 @@ impl Gate {
                     state.throttle.record_success(client);
                 }
                 let mut request = request.map(Body::new);
-                request
-                    .extensions_mut()
-                    .insert(BodyLimit(self.limits.max_body_bytes));
+                request.extensions_mut().insert(BodyLimit {
+                    max_bytes: self.limits.max_body_bytes,
+                    timeout: self.limits.body_read_timeout(),
+                });
                 match self.router.clone().oneshot(request).await {
                     Ok(response) => response,
                     Err(never) => match never {},

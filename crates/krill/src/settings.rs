@@ -110,6 +110,8 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Largest request body, in bytes (1024-67108864).
     pub max_body_bytes: usize,
+    /// Seconds a request body may take to arrive in full (1-3600).
+    pub body_read_timeout_secs: u64,
     /// Concurrent HTTP/2 streams per connection (1-10000).
     pub h2_max_concurrent_streams: u32,
     /// Client addresses the failed-key throttle remembers at most
@@ -130,6 +132,7 @@ impl Default for Limits {
             max_connections_per_address: 256,
             max_header_bytes: 32 * 1024,
             max_body_bytes: 256 * 1024,
+            body_read_timeout_secs: 30,
             h2_max_concurrent_streams: 128,
             max_tracked_addresses: 10_000,
             trusted_proxies: Vec::new(),
@@ -177,6 +180,12 @@ impl Limits {
         )?;
         check("max_body_bytes", self.max_body_bytes as u64, 1024, 64 << 20)?;
         check(
+            "body_read_timeout_secs",
+            self.body_read_timeout_secs,
+            1,
+            3600,
+        )?;
+        check(
             "h2_max_concurrent_streams",
             u64::from(self.h2_max_concurrent_streams),
             1,
@@ -196,6 +205,10 @@ impl Limits {
 
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_secs(self.header_read_timeout_secs)
+    }
+
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_read_timeout_secs)
     }
 
     pub fn idle_timeout(&self) -> Duration {

@@ -510,3 +510,24 @@ async fn one_address_cannot_take_every_connection() {
     assert!(metric(&text, "krill_connections_refused_total") >= 1);
     drop(held);
 }
+
+#[tokio::test]
+async fn a_body_that_trickles_in_is_cut_off() {
+    let install = Install::new();
+    install.write_settings("[limits]\nbody_read_timeout_secs = 1\n");
+    let server = install.start();
+    let key = install.key();
+    let mut tls = server.client().connect(&[b"http/1.1"]).await;
+    let head = format!(
+        "POST /api/nodes HTTP/1.1\r\nHost: localhost\r\nX-API-Key: {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"type\""
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut answer)).await;
+    let answer = support::parse_http1(&answer);
+    assert_eq!(answer.status, 408, "{}", answer.text());
+    assert_eq!(answer.json()["error"], "body_timeout");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

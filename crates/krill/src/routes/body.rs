@@ -24,6 +24,9 @@ use super::ApiError;
 /// Largest request body accepted: 256 KiB.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
+/// How long a whole request body may take to arrive, by default.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A JSON request body sent as `application/json`.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
@@ -70,10 +73,12 @@ pub async fn read_json<T: DeserializeOwned>(
     accepted: &[&str],
 ) -> Result<T, ApiError> {
     check_content_type(request.headers(), accepted)?;
-    let limit = request
+    let (limit, timeout) = request
         .extensions()
         .get::<super::BodyLimit>()
-        .map_or(MAX_BODY_BYTES, |l| l.0);
+        .map_or((MAX_BODY_BYTES, BODY_READ_TIMEOUT), |l| {
+            (l.max_bytes, l.timeout)
+        });
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -82,7 +87,17 @@ pub async fn read_json<T: DeserializeOwned>(
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large(limit));
     }
-    let bytes = read_limited(request.into_body(), limit).await?;
+    let reading = read_limited(request.into_body(), limit);
+    let bytes = tokio::time::timeout(timeout, reading).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} seconds; send it at once",
+                timeout.as_secs()
+            ),
+        )
+    })??;
     parse_json(&bytes)
 }
 

@@ -52,11 +52,15 @@ pub struct AppState {
     pub started: Instant,
 }
 
-/// The largest request body handlers read, in bytes (`limits.max_body_bytes`
-/// in `krill.toml`). The gate puts it in each request's extensions; without
-/// it, [`body::MAX_BODY_BYTES`] applies.
+/// How much request body handlers read, and how fast it must come
+/// (`limits.max_body_bytes` and `limits.body_read_timeout_secs` in
+/// `krill.toml`). The gate puts it in each request's extensions; without
+/// it, [`body::MAX_BODY_BYTES`] and [`body::BODY_READ_TIMEOUT`] apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyLimit(pub usize);
+pub struct BodyLimit {
+    pub max_bytes: usize,
+    pub timeout: std::time::Duration,
+}
 
 /// Builds the router. Tests can drive it without a socket; the server wraps
 /// it in the auth check.
