@@ -133,8 +133,9 @@ struct ServeArgs {
 fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     text.parse().map_err(|_| {
         format!(
-            "`{text}` is not an IP address and port; write for example 127.0.0.1:8442, \
-             [::1]:8442 or [::]:8442 (host names such as localhost are not accepted here)"
+            "`{text}` (from --listen or KRILL_LISTEN) is not an IP address and port; write \
+             for example 127.0.0.1:8442, [::1]:8442 or [::]:8442 (host names such as \
+             localhost are not accepted here)"
         )
     })
 }

@@ -343,3 +343,25 @@ async fn a_weak_key_in_the_file_works_but_is_warned_about() {
     assert!(warning.contains("krill key rotate"));
     assert!(!warning.contains("shortkey"));
 }
+
+#[test]
+fn store_problems_say_what_is_wrong() {
+    let install = Install::new();
+    fs::remove_dir_all(&install.data).unwrap();
+    let (status, output) = install.refused_start();
+    assert!(!status.success());
+    assert!(
+        output.contains("does not exist") && output.contains("krill init"),
+        "{output}"
+    );
+
+    let install = Install::new();
+    fs::create_dir_all(&install.data).unwrap();
+    fs::write(install.data.join("krill.db"), vec![b'x'; 8192]).unwrap();
+    let (status, output) = install.refused_start();
+    assert!(!status.success());
+    assert!(
+        output.contains("damaged or not a Krill database"),
+        "{output}"
+    );
+}

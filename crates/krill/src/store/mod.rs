@@ -69,16 +69,38 @@ pub struct StoreError {
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the node store {} failed: {}; check that the data directory is \
-             writable by the krill user and the disk is not full",
-            self.path.display(),
-            match &self.source {
-                Some(e) => e.to_string(),
-                None => "the worker thread stopped unexpectedly".to_owned(),
-            }
-        )
+        let path = self.path.display();
+        let detail = match &self.source {
+            Some(e) => e.to_string(),
+            None => "the worker thread stopped unexpectedly".to_owned(),
+        };
+        let dir_missing = self.path.parent().is_some_and(|dir| !dir.exists());
+        let code = match &self.source {
+            Some(rusqlite::Error::SqliteFailure(e, _)) => Some(e.code),
+            _ => None,
+        };
+        if dir_missing {
+            write!(
+                f,
+                "the node store {path} cannot be opened: its data directory does not \
+                 exist; create it with `krill init` (or point --data-dir at the right one)"
+            )
+        } else if matches!(
+            code,
+            Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+        ) {
+            write!(
+                f,
+                "the node store {path} is damaged or not a Krill database ({detail}); \
+                 restore it from a backup, or move it away to start with an empty store"
+            )
+        } else {
+            write!(
+                f,
+                "the node store {path} failed: {detail}; check that the data directory is \
+                 writable by the krill user and the disk is not full"
+            )
+        }
     }
 }
 
