@@ -15,7 +15,7 @@
 use std::fmt;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use crate::key::ApiKey;
 
@@ -109,16 +109,6 @@ fn trim_ows(value: &[u8]) -> &[u8] {
         .rposition(|b| !is_ows(b))
         .map_or(start, |i| i + 1);
     &value[start..end]
-}
-
-/// Convenience for a whole request.
-pub fn check_request<B>(request: &Request<B>, key: &ApiKey) -> Verdict {
-    check(
-        request.method(),
-        request.uri().path(),
-        request.headers(),
-        key,
-    )
 }
 
 /// The 401 answer: identical for every path, so it reveals no routes.

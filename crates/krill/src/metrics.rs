@@ -53,10 +53,7 @@ impl Metrics {
     /// Counts one answered request.
     pub fn record_request(&self, route: &str, status: u16, auth_outcome: &str) {
         {
-            let mut requests = match self.requests.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
+            let mut requests = crate::slot::lock(&self.requests);
             // Allocates only the first time a route is seen.
             let by_status = match requests.get_mut(route) {
                 Some(by_status) => by_status,
@@ -105,10 +102,7 @@ impl Metrics {
             "Requests answered, by route template and status.",
         );
         {
-            let requests = match self.requests.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
+            let requests = crate::slot::lock(&self.requests);
             for (route, by_status) in requests.iter() {
                 for (status, count) in by_status {
                     let _ = writeln!(

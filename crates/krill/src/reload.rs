@@ -4,7 +4,10 @@
 //! server has and logs an ERROR naming the file: the server never falls
 //! back to accepting anything, or nothing.
 
+use std::path::Path;
+
 use crate::key::file as key_file;
+use crate::key::ApiKey;
 use crate::metrics::Metrics;
 use crate::routes::AppState;
 use crate::settings::EtcLayout;
@@ -15,12 +18,7 @@ pub fn reload_key(state: &AppState, layout: &EtcLayout) -> bool {
     let path = layout.key_file();
     match key_file::read(&path) {
         Ok(key) => {
-            state.key.replace(key);
-            Metrics::bump(&state.metrics.key_reloads);
-            tracing::info!(file = %path.display(), trigger = "SIGHUP", "API key reloaded");
-            for warning in key_file::exposure_warnings(&path) {
-                tracing::warn!("{warning}");
-            }
+            install_key(state, &path, key, "SIGHUP");
             true
         }
         Err(e) => {
@@ -28,6 +26,21 @@ pub fn reload_key(state: &AppState, layout: &EtcLayout) -> bool {
             tracing::error!("keeping the current API key: {e}");
             false
         }
+    }
+}
+
+/// Puts a freshly read key in service, counts it and logs it, with any
+/// warning about its strength or who else can read its file. Both reload
+/// triggers (SIGHUP and a changed file) come through here.
+pub fn install_key(state: &AppState, path: &Path, key: ApiKey, trigger: &'static str) {
+    if let Some(warning) = key_file::weakness_warning(&key, path) {
+        tracing::warn!("{warning}");
+    }
+    state.key.replace(key);
+    Metrics::bump(&state.metrics.key_reloads);
+    tracing::info!(file = %path.display(), trigger, "API key reloaded");
+    for warning in key_file::exposure_warnings(path) {
+        tracing::warn!("{warning}");
     }
 }
 

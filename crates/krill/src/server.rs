@@ -310,7 +310,7 @@ impl PerAddress {
             });
         }
         let source = crate::throttle::source_of(ip);
-        let mut open = lock_map(&self.open);
+        let mut open = crate::slot::lock(&self.open);
         let count = open.entry(source).or_insert(0);
         if *count >= limits.max_connections_per_address {
             return None;
@@ -326,20 +326,13 @@ impl PerAddress {
 impl Drop for AddressSlot {
     fn drop(&mut self) {
         let Some(source) = self.source else { return };
-        let mut open = lock_map(&self.open);
+        let mut open = crate::slot::lock(&self.open);
         if let Some(count) = open.get_mut(&source) {
             *count = count.saturating_sub(1);
             if *count == 0 {
                 open.remove(&source);
             }
         }
-    }
-}
-
-fn lock_map<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
     }
 }
 

@@ -2,7 +2,7 @@
 //! (the API key, the TLS identity).
 
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// Holds the current `T`. Readers get an `Arc` and keep what they got even
 /// if a reload swaps the value a moment later.
@@ -40,5 +40,14 @@ impl<T> Slot<T> {
 impl<T> fmt::Debug for Slot<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Slot(..)")
+    }
+}
+
+/// Locks `mutex`, recovering the guard if a holder panicked: every value
+/// behind our mutexes is left whole between statements, so it stays usable.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }

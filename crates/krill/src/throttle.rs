@@ -22,6 +22,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::AuthThrottle;
+use crate::slot::lock;
 
 /// The throttling knobs, taken from the runtime settings
 /// (`auth_throttle` in `GET/PATCH /api/config`, validated there) and the
@@ -238,13 +239,6 @@ fn make_room(table: &mut HashMap<IpAddr, Entry>, policy: &ThrottlePolicy, now: I
             true
         }
         None => false,
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }
 

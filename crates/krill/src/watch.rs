@@ -130,17 +130,7 @@ fn apply(
                 }
             }
         }
-        Ok(key) => {
-            if let Some(warning) = key_file::weakness_warning(&key, path) {
-                tracing::warn!("{warning}");
-            }
-            state.key.replace(key);
-            crate::metrics::Metrics::bump(&state.metrics.key_reloads);
-            tracing::info!(file = %path.display(), trigger = "file change", "API key reloaded");
-            for warning in key_file::exposure_warnings(path) {
-                tracing::warn!("{warning}");
-            }
-        }
+        Ok(key) => crate::reload::install_key(state, path, key, "file change"),
         Err(e) if first => {
             tracing::error!("keeping the current API key: {e}");
         }

@@ -35,10 +35,7 @@ pub struct PageCache {
 impl PageCache {
     /// The page for `key`, if cached at `generation`.
     pub fn get(&self, key: &str, generation: u64) -> Option<Page> {
-        let pages = match self.pages.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let pages = crate::slot::lock(&self.pages);
         match pages.get(key) {
             Some((at, page)) if *at == generation => Some(page.clone()),
             _ => None,
@@ -50,10 +47,7 @@ impl PageCache {
         if key.len() > MAX_KEY_LEN {
             return;
         }
-        let mut pages = match self.pages.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut pages = crate::slot::lock(&self.pages);
         if pages.len() >= MAX_PAGES && !pages.contains_key(key) {
             pages.clear();
         }

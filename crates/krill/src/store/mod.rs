@@ -14,9 +14,11 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
+
+use crate::slot::lock;
 
 pub mod cache;
 pub mod config;
@@ -241,15 +243,6 @@ impl Store {
     /// cached.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
-    }
-}
-
-/// Locks a connection; a panic in another holder leaves it usable (SQLite
-/// rolls back an unfinished transaction when the next one begins).
-fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    match conn.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
